@@ -1,0 +1,275 @@
+"""Numba CPU backend: prepares the weights once, then runs the kernels of `streamsent.kernels.cpu` per batch.
+
+Weights are re-laid for the kernels at load time (W^T contiguous; for every vocabulary entry the input
+projection W_ih·e + b_ih of the word encoder, or the per-offset products of the CNN, when that table fits
+`table_budget_mb`; otherwise they are computed per batch for the batch's distinct tokens only).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from ..batch import DocBatch
+from ..errors import StateError
+from ..kernels.cpu.conv import cnn_max_over_time
+from ..kernels.cpu.linear import linear
+from ..kernels.cpu.pooling import MODES, attention_scores, attention_weights, pool_accumulate, pool_finalize
+from ..kernels.cpu.recurrent import KINDS, recurrent
+from ..models.config import EncoderConfig, ModelConfig
+from .base import CarryState, Scores
+
+__all__ = ["CpuBackend"]
+
+F32 = np.float32
+CHUNK = 64  # most sequences one thread advances together (rows of its per-step GEMM)
+
+_blas = ThreadpoolController()
+_blas_lock = threading.Lock()
+
+
+@contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """Numba threads each call BLAS on small matrices; BLAS's own threads would fight them for the cores."""
+    with _blas_lock, _blas.limit(limits=1, user_api="blas"):
+        yield
+
+
+def _n_chunks(n: int) -> int:
+    threads = numba.get_num_threads()
+    return min(n, threads * -(-n // (threads * CHUNK)))
+
+
+def _linear(x: np.ndarray, WT: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.empty((x.shape[0], WT.shape[1]), F32)
+    linear(np.ascontiguousarray(x, dtype=F32), WT, b, out)
+    return out
+
+
+@dataclass
+class _Direction:
+    W_ihT: np.ndarray  # [Din, G]
+    b_ih: np.ndarray  # [G]
+    W_hhT: np.ndarray  # [H, G]
+    b_hh: np.ndarray  # [G]
+    table: np.ndarray | None = None  # [V, G] = E @ W_ihT + b_ih (word level only)
+
+
+@dataclass
+class _Encoder:
+    cfg: EncoderConfig
+    kind: int = -1
+    dirs: tuple[_Direction, ...] = ()
+    conv_WT: np.ndarray | None = None  # [Din, maps·Σw]: column base_k + o·maps + m is W_k[m, :, o]
+    conv_b: np.ndarray | None = None  # [maps·len(widths)]
+    conv_table: np.ndarray | None = None  # [V, maps·Σw]
+    widths: np.ndarray | None = None
+    att_WT: np.ndarray | None = None  # [D, A]
+    att_b: np.ndarray | None = None
+    att_ctx: np.ndarray | None = None
+
+    def table_bytes(self, vocab: int) -> int:
+        if self.cfg.recurrent:
+            return sum(vocab * d.W_ihT.shape[1] * 4 for d in self.dirs)
+        return vocab * self.conv_WT.shape[1] * 4 if self.conv_WT is not None else 0
+
+    def build_tables(self, E: np.ndarray) -> None:
+        for d in self.dirs:
+            d.table = np.ascontiguousarray(E @ d.W_ihT + d.b_ih, dtype=F32)
+        if self.conv_WT is not None:
+            self.conv_table = np.ascontiguousarray(E @ self.conv_WT, dtype=F32)
+
+
+def _prepare(cfg: EncoderConfig, p: str, w: dict[str, np.ndarray]) -> _Encoder:
+    enc = _Encoder(cfg)
+    T = np.ascontiguousarray
+    if cfg.recurrent:
+        enc.kind = KINDS[cfg.type]
+        enc.dirs = tuple(
+            _Direction(T(w[f"{p}.rnn.weight_ih_l0{s}"].T), w[f"{p}.rnn.bias_ih_l0{s}"],
+                       T(w[f"{p}.rnn.weight_hh_l0{s}"].T), w[f"{p}.rnn.bias_hh_l0{s}"])
+            for s in ("", "_reverse")[: cfg.directions]
+        )
+    elif cfg.type == "cnn":
+        cols = [w[f"{p}.convs.{k}.weight"][:, :, o].T for k, wd in enumerate(cfg.widths) for o in range(wd)]
+        enc.conv_WT = T(np.concatenate(cols, axis=1))  # [Din, maps·Σw]
+        enc.conv_b = T(np.concatenate([w[f"{p}.convs.{k}.bias"] for k in range(len(cfg.widths))]))
+        enc.widths = np.asarray(cfg.widths, np.int64)
+    if cfg.pooling == "attention":
+        enc.att_WT = T(w[f"{p}.attention.proj.weight"].T)
+        enc.att_b = w[f"{p}.attention.proj.bias"]
+        enc.att_ctx = w[f"{p}.attention.context"]
+    return enc
+
+
+@dataclass
+class _Inputs:
+    """Where an encoder's inputs come from: token ids into the embedding table, or dense vectors."""
+
+    rows: np.ndarray  # int32[T]: row of `table` for each position
+    table: np.ndarray  # [V, Din] embedding matrix, or the vectors themselves
+    is_tokens: bool
+
+    def project(self, WT: np.ndarray, b: np.ndarray | None, full: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(proj, rows) with proj[rows[p]] = W x_p + b, from the full table or the distinct inputs only."""
+        if full is not None:
+            return full, self.rows
+        bias = b if b is not None else np.zeros(WT.shape[1], F32)
+        if not self.is_tokens:
+            return _linear(self.table, WT, bias), self.rows
+        uniq, inv = np.unique(self.rows, return_inverse=True)
+        return _linear(self.table[uniq], WT, bias), inv.astype(np.int32)
+
+
+class CpuBackend:
+    def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray], table_budget_mb: float = 256) -> None:
+        self.config = config
+        self.embedding = weights["embedding.weight"]
+        self.word = _prepare(config.word_encoder, "word_encoder", weights)
+        self.doc = _prepare(config.doc_encoder, "composition", weights) if config.doc_encoder else None
+        self.head_WT = np.ascontiguousarray(weights["head.weight"].T)
+        self.head_b = weights["head.bias"]
+        if self.word.table_bytes(config.vocab_size) <= table_budget_mb * 2**20:
+            self.word.build_tables(self.embedding)
+
+    # -- public ------------------------------------------------------------------------------------------------
+    def forward(self, batch: DocBatch, state: CarryState | None = None) -> tuple[Scores, CarryState | None]:
+        batch.check_vocab(self.config.vocab_size)
+        if state is not None:
+            self._check_state(state, batch.n_docs)
+        with _single_threaded_blas():
+            return self._forward(batch, state)
+
+    def _check_state(self, state: CarryState, n_docs: int) -> None:
+        cfg = self.config
+        if not cfg.can_carry:
+            raise StateError(
+                f"model '{cfg.name}' ({cfg.composition} composition) cannot carry state between batches; carrying "
+                "needs paragraph composition or a unidirectional hierarchical document encoder"
+            )
+        enc = self.doc if cfg.composition == "hierarchical" else self.word
+        H, P = enc.cfg.hidden, enc.cfg.out_dim(0)
+        want = {"h": (n_docs, H), "c": (n_docs, H), "m": (n_docs,), "s": (n_docs,), "acc": (n_docs, P)}
+        for name, shape in want.items():
+            got = getattr(state, name).shape
+            if got != shape:
+                raise StateError(f"carried state '{name}' has shape {got}, expected {shape} for this batch/model")
+
+    # -- orchestration -----------------------------------------------------------------------------------------
+    def _forward(self, batch: DocBatch, state: CarryState | None) -> tuple[Scores, CarryState | None]:
+        cfg = self.config
+        so, do = batch.sent_offsets, batch.doc_offsets
+        sent_len = np.diff(so)
+        nonempty = sent_len > 0
+        ne = np.flatnonzero(nonempty)
+        ne_cum = np.zeros(len(so), np.int64)
+        np.cumsum(nonempty, out=ne_cum[1:])
+        doc_ne = ne_cum[do]  # document d holds non-empty sentences doc_ne[d] .. doc_ne[d+1] (compacted)
+        tokens = _Inputs(batch.token_ids, self.embedding, True)
+        word_att = np.zeros(batch.n_tokens, F32) if cfg.word_encoder.pooling == "attention" else None
+        sent_att = None
+        new_state = None
+        if cfg.composition in ("flat", "paragraph"):
+            tok = so[do]
+            bwd = (so[ne], sent_len[ne], doc_ne) if cfg.composition == "paragraph" else None
+            docvec, new_state = self._encode(self.word, tokens, tok[:-1], np.diff(tok), bwd, state, word_att, None)
+            if cfg.composition == "flat":
+                new_state = None
+        else:
+            sentvec, _ = self._encode(self.word, tokens, so[ne], sent_len[ne], None, None, word_att, None)
+            if cfg.composition == "average":
+                docvec = self._pool(MODES["mean"], sentvec, np.arange(len(ne), dtype=np.int32),
+                                    doc_ne[:-1], np.diff(doc_ne))
+            else:
+                assert self.doc is not None
+                if self.doc.cfg.pooling == "attention":
+                    sent_att = np.zeros(batch.n_sentences, F32)
+                rows = np.arange(len(ne), dtype=np.int32)
+                docvec, new_state = self._encode(self.doc, _Inputs(rows, sentvec, False), doc_ne[:-1],
+                                                 np.diff(doc_ne), None, state, sent_att, ne)
+                if not cfg.can_carry:
+                    new_state = None
+        logits = docvec @ self.head_WT + self.head_b
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        return Scores(probs.astype(F32), word_att, sent_att), new_state
+
+    def _pool(self, mode: int, table: np.ndarray, rows: np.ndarray, starts: np.ndarray,
+              lengths: np.ndarray) -> np.ndarray:
+        n, d = len(starts), table.shape[1]
+        m, s, acc = np.zeros(n, F32), np.zeros(n, F32), np.zeros((n, d), F32)
+        pool_accumulate(mode, table, rows, starts, lengths, np.zeros(0, F32), m, s, acc)
+        out = np.empty((n, d), F32)
+        pool_finalize(mode, s, acc, out)
+        return out
+
+    def _encode(self, enc: _Encoder, inputs: _Inputs, starts: np.ndarray, lengths: np.ndarray,
+                bwd: tuple[np.ndarray, np.ndarray, np.ndarray] | None, carry: CarryState | None,
+                att_out: np.ndarray | None, att_slots: np.ndarray | None) -> tuple[np.ndarray, CarryState | None]:
+        """Encode and pool N segments (positions starts[n] .. + lengths[n] of `inputs`) -> ([N, D], state).
+
+        bwd: for paragraph mode, the backward direction's own segments (non-empty sentences) and, per segment n,
+        the range of them it owns (bwd[2][n] .. bwd[2][n+1]); None means the same segments as forward.
+        """
+        cfg = enc.cfg
+        N = len(starts)
+        T = len(inputs.rows)
+        if cfg.type == "mean":
+            return self._pool(MODES["mean"], inputs.table, inputs.rows, starts, lengths), None
+        if cfg.type == "cnn":
+            proj, rows = inputs.project(enc.conv_WT, None, enc.conv_table)
+            out = np.empty((N, enc.conv_b.shape[0]), F32)
+            cnn_max_over_time(proj, rows, starts, lengths, enc.widths, enc.conv_b, cfg.maps, out)
+            return out, None
+        H, D = cfg.hidden, cfg.out_dim(0)
+        store = cfg.pooling != "last"
+        outs = np.empty((T if store else 0, D), F32)
+        h0 = carry.h if carry is not None else np.zeros((N, H), F32)
+        c0 = carry.c if carry is not None else np.zeros((N, H), F32)
+        h_n, c_n = np.empty((N, H), F32), np.empty((N, H), F32)
+        for k, d in enumerate(enc.dirs):
+            proj, rows = inputs.project(d.W_ihT, d.b_ih, d.table)
+            if k == 0:
+                st, ln, i0, ic0, hn, cn = starts, lengths, h0, c0, h_n, c_n
+            else:
+                st, ln = (bwd[0], bwd[1]) if bwd is not None else (starts, lengths)
+                i0 = ic0 = np.zeros((len(st), H), F32)
+                hn, cn = np.empty((len(st), H), F32), np.empty((len(st), H), F32)
+                h_b = hn
+            if len(st):
+                recurrent(enc.kind, proj, rows, st, ln, k == 1, d.W_hhT, d.b_hh, i0, ic0, outs, k * H, hn, cn,
+                          _n_chunks(len(st)))
+        m = carry.m.copy() if carry is not None else np.zeros(N, F32)
+        s = carry.s.copy() if carry is not None else np.zeros(N, F32)
+        acc = carry.acc.copy() if carry is not None else np.zeros((N, D), F32)
+        if cfg.pooling == "last":
+            acc[:, :H] = h_n
+            if cfg.bidirectional:
+                if bwd is None:
+                    acc[:, H:] = h_b
+                else:  # backward state of each document's last non-empty sentence; else keep what was carried
+                    has = bwd[2][1:] > bwd[2][:-1]
+                    acc[has, H:] = h_b[bwd[2][1:][has] - 1]
+            s += lengths
+            pooled = acc.copy()
+        else:
+            mode = MODES[cfg.pooling]
+            scores = np.zeros(0, F32)
+            if mode == MODES["attention"]:
+                scores = np.empty(T, F32)
+                attention_scores(_linear(outs, enc.att_WT, enc.att_b), enc.att_ctx, scores)
+            positions = np.arange(T, dtype=np.int32)
+            pool_accumulate(mode, outs, positions, starts, lengths, scores, m, s, acc)
+            pooled = np.empty((N, D), F32)
+            pool_finalize(mode, s, acc, pooled)
+            if att_out is not None:
+                attention_weights(scores, starts, lengths, m, s, att_out,
+                                  positions if att_slots is None else att_slots)
+        return pooled, CarryState(h_n, c_n, m, s, acc)

@@ -1,0 +1,1 @@
+"""Compute kernels: `cpu/` holds Numba `@njit` kernels over flat arrays; `cuda/` mirrors them module for module."""

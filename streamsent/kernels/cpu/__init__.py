@@ -1,0 +1,7 @@
+"""Numba CPU kernels: pure functions over flat float32 arrays, no Python objects, nogil, cached on disk.
+
+`FASTMATH` is the one place that sets which floating-point liberties the kernels take. It allows
+reassociation and FMA contraction (so loops vectorise) but not `nnan`/`ninf`: max pooling starts from -inf.
+"""
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}

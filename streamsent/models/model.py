@@ -1,0 +1,163 @@
+"""`Model`: a loaded model directory plus the backend that scores it. The one API the CLI also uses."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..backends.base import Backend, CarryState, Scores
+from ..batch import DocBatch
+from ..errors import BatchError, DeviceError, ModelFormatError
+from .config import ModelConfig
+from .io import read_model_dir, validate_weights, write_model_dir
+
+__all__ = ["Model", "load_model", "BUILTIN_DIR", "DEVICES"]
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+DEVICES = ("auto", "cpu", "cuda", "reference")
+
+
+def _make_backend(device: str, cfg: ModelConfig, weights: dict[str, np.ndarray], **options: Any) -> Backend:
+    if device not in DEVICES:
+        raise DeviceError(f"device = {device!r} is not known; use one of {', '.join(DEVICES)}")
+    if device == "reference":
+        from ..backends.reference import ReferenceBackend
+
+        return ReferenceBackend(cfg, weights)
+    if device == "cuda":
+        raise DeviceError(
+            "device = 'cuda' was asked for, but this version of streamsent has no CUDA backend yet; "
+            "use device = 'cpu' (or 'auto', which picks the CPU here)"
+        )
+    from ..backends.cpu import CpuBackend
+
+    return CpuBackend(cfg, weights, **options)
+
+
+class Model:
+    """A `streamsent-model/1` model on one backend.
+
+    `predict` takes documents in any of the forms users have them and returns an Arrow table;
+    `predict_batch` is the streaming entry point: a DocBatch in, Scores and the carried state out.
+    """
+
+    def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray], tokenizer: Any = None,
+                 device: str = "cpu", path: Path | None = None, **backend_options: Any) -> None:
+        self.config = config
+        self.weights = validate_weights(config, weights)
+        self.tokenizer = tokenizer
+        self.path = path
+        self.device = "cpu" if device == "auto" else device
+        self.backend = _make_backend(self.device, config, self.weights, **backend_options)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.config.labels
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Model({c.name!r} v{c.version}, {c.word_encoder.type}/{c.composition}, "
+                f"labels={list(c.labels)}, device={self.device!r})")
+
+    # -- scoring -----------------------------------------------------------------------------------------------
+    def predict_batch(self, batch: DocBatch, state: CarryState | None = None) -> tuple[Scores, CarryState | None]:
+        """Score a ragged batch; pass the returned state back in to continue the same documents."""
+        return self.backend.forward(batch, state)
+
+    def encode(self, docs: Sequence[str] | pa.Table | Sequence[Sequence[Sequence[int]]]) -> DocBatch:
+        """Documents as raw strings, sentences of token ids, or a table with `text` or `tokens` -> DocBatch."""
+        if isinstance(docs, pa.Table):
+            if "tokens" in docs.column_names:
+                return DocBatch.from_arrow(docs.column("tokens"))
+            if "text" in docs.column_names:
+                return self._tokenize(docs.column("text").to_pylist())
+            raise BatchError(f"input table needs a 'text' or a 'tokens' column; it has {docs.column_names}")
+        docs = list(docs)
+        if all(isinstance(d, str) for d in docs):
+            return self._tokenize(docs)
+        return DocBatch.from_lists(docs)
+
+    def _tokenize(self, texts: list[Any]) -> DocBatch:
+        if self.tokenizer is None:
+            raise BatchError(f"model '{self.config.name}' has no tokenizer.json, so it scores token ids only "
+                             "(give 'tokens' as sentences of ids)")
+        return self.tokenizer.encode_batch(texts).batch
+
+    def predict(self, docs: Sequence[str] | pa.Table | Sequence[Sequence[Sequence[int]]],
+                batch_size: int = 256) -> pa.Table:
+        """Scores as a table: doc_id, label, score, probs (+ word/sentence attention for attention models)."""
+        if isinstance(docs, pa.Table) and "doc_id" in docs.column_names:
+            doc_ids = docs.column("doc_id").combine_chunks()
+        else:
+            n = docs.num_rows if isinstance(docs, pa.Table) else len(docs)
+            doc_ids = pa.array(np.arange(n, dtype=np.int64))
+        n = len(doc_ids)
+        parts = []
+        for lo in range(0, max(n, 1), batch_size):
+            part = docs.slice(lo, batch_size) if isinstance(docs, pa.Table) else docs[lo : lo + batch_size]
+            batch = self.encode(part)
+            scores, _ = self.predict_batch(batch)
+            parts.append(scores_to_table(self.config, batch, scores, doc_ids.slice(lo, batch_size)))
+        return pa.concat_tables(parts)
+
+    # -- persistence -------------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, dtype: type = np.float32) -> Path:
+        root = write_model_dir(path, self.config, self.weights, dtype=dtype)
+        if self.tokenizer is not None:
+            self.tokenizer.save(root / "tokenizer.json")
+        return root
+
+
+def scores_to_table(cfg: ModelConfig, batch: DocBatch, scores: Scores, doc_ids: pa.Array) -> pa.Table:
+    probs = scores.probs
+    best = probs.argmax(axis=1)
+    cols: dict[str, pa.Array] = {
+        "doc_id": doc_ids,
+        "label": pa.DictionaryArray.from_arrays(pa.array(best.astype(np.int32)), pa.array(list(cfg.labels)))
+        .cast(pa.string()),
+        "score": pa.array(probs[np.arange(len(best)), best]),
+        "probs": pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1)), len(cfg.labels)).cast(
+            pa.list_(pa.float32())),
+    }
+    so = pa.array(batch.sent_offsets.astype(np.int32))
+    do = pa.array(batch.doc_offsets.astype(np.int32))
+    if scores.word_attention is not None:
+        sents = pa.ListArray.from_arrays(so, pa.array(scores.word_attention))
+        cols["word_attention"] = pa.ListArray.from_arrays(do, sents)
+    if scores.sentence_attention is not None:
+        cols["sentence_attention"] = pa.ListArray.from_arrays(do, pa.array(scores.sentence_attention))
+    return pa.table(cols)
+
+
+def _resolve(path_or_name: str | os.PathLike) -> Path:
+    p = Path(path_or_name)
+    if p.is_dir():
+        return p
+    builtin = BUILTIN_DIR / str(path_or_name)
+    if isinstance(path_or_name, str) and "/" not in path_or_name and builtin.is_dir():
+        return builtin
+    known = sorted(d.name for d in BUILTIN_DIR.iterdir() if d.is_dir()) if BUILTIN_DIR.is_dir() else []
+    raise ModelFormatError(
+        f"no model directory at '{path_or_name}', and no built-in model of that name "
+        f"(built-in: {', '.join(known) or 'none installed'})"
+    )
+
+
+def load_model(path_or_name: str | os.PathLike = "default", device: str = "cpu", **backend_options: Any) -> Model:
+    """Load a model directory (or a built-in model by name) onto a backend: 'cpu', 'reference' or 'auto'."""
+    root = _resolve(path_or_name)
+    cfg, weights = read_model_dir(root)
+    tokenizer = None
+    if (root / "tokenizer.json").is_file():
+        from ..text import Tokenizer
+
+        tokenizer = Tokenizer.from_file(root / "tokenizer.json")
+        if len(tokenizer.vocab) != cfg.vocab_size:
+            raise ModelFormatError(f"{root / 'tokenizer.json'}: vocabulary has {len(tokenizer.vocab)} entries, "
+                                   f"but config.json embedding.vocab_size = {cfg.vocab_size}")
+    return Model(cfg, weights, tokenizer=tokenizer, device=device, path=root, **backend_options)
