@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls: load it before the controller looks)
 from threadpoolctl import ThreadpoolController
 
 from ..batch import DocBatch
