@@ -21,7 +21,7 @@ _B0 = _f(4.89352518554385e-03)
 _HALF = _f(0.5)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def tanh(x):
     x = min(max(x, -_CLAMP), _CLAMP)
     x2 = x * x
@@ -37,6 +37,6 @@ def tanh(x):
     return x * p / q
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def sigmoid(x):
     return _HALF + _HALF * tanh(_HALF * x)

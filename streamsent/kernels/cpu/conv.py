@@ -12,7 +12,7 @@ from numba import njit, prange
 from . import FASTMATH
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def cnn_max_over_time(proj, rows, starts, lengths, widths, bias, maps, out):
     """proj [R, maps·Σwidths], bias [maps·len(widths)] -> out [N, maps·len(widths)]."""
     N = starts.shape[0]

@@ -8,7 +8,7 @@ from . import FASTMATH
 ROW_BLOCK = 128  # rows per task: enough for BLAS efficiency, small enough to balance two threads
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def linear(x, WT, b, out):
     """x [N, K] @ WT [K, M] + b [M] -> out [N, M]. WT is W transposed, stored contiguous."""
     N = x.shape[0]

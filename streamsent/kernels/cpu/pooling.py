@@ -17,7 +17,7 @@ MEAN, MAX, ATTENTION = 0, 1, 2
 MODES = {"mean": MEAN, "max": MAX, "attention": ATTENTION}
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def pool_accumulate(mode, table, rows, starts, lengths, scores, m, s, acc):
     """Fold segment n (positions starts[n] .. + lengths[n]) of table[rows[p]] into the accumulators."""
     N = starts.shape[0]
@@ -64,7 +64,7 @@ def pool_accumulate(mode, table, rows, starts, lengths, scores, m, s, acc):
         s[n] += L
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def pool_finalize(mode, s, acc, out):
     """The pooled vectors; an empty segment (s == 0) gives the zero vector."""
     for n in prange(acc.shape[0]):
@@ -78,7 +78,7 @@ def pool_finalize(mode, s, acc, out):
                 out[n, j] = acc[n, j] * inv
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def attention_scores(u_pre, context, scores):
     """scores[p] = tanh(u_pre[p]) · context, where u_pre = W o_p + b (Yang et al. 2016)."""
     A = context.shape[0]
@@ -89,7 +89,7 @@ def attention_scores(u_pre, context, scores):
         scores[p] = acc
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def attention_weights(scores, starts, lengths, m, s, weights, slots):
     """weights[slots[p]] = exp(score_p − m[n]) / s[n] for the positions of each segment."""
     for n in prange(starts.shape[0]):

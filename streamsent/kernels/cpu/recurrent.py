@@ -1,7 +1,7 @@
 """RNN(tanh), GRU and LSTM over ragged sequences, one direction per call, gate order and formulas of torch.nn.
 
-Layout: each thread owns a chunk of sequences for all time steps and does one small single-threaded GEMM per
-step for the chunk's active sequences (h [C, H] @ W_hh^T [H, G]). Sequences are taken longest first, so the
+Layout: each thread owns a chunk of sequences for all time steps and, per step, multiplies the chunk's active
+states by W_hh^T (h [C, H] @ W_hh^T [H, G]) in single-threaded BLAS calls of GEMM_ROWS rows. Sequences are taken longest first, so the
 active ones are always a prefix of the chunk. The input projection W_ih x_t + b_ih is not computed here: it is
 a row of `proj` (precomputed per vocabulary entry, or per distinct token of the batch), found through `rows`.
 """
@@ -13,16 +13,17 @@ from . import FASTMATH
 from .activations import sigmoid, tanh
 
 RNN, GRU, LSTM = 0, 1, 2
+GEMM_ROWS = 8  # rows per BLAS call: OpenBLAS's small-matrix kernels reach ~peak up to here, its packed path not
 KINDS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _rnn_cell(x, gh, b, h, H):
     for j in range(H):
         h[j] = tanh(x[j] + gh[j] + b[j])
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _gru_cell(x, gh, b, h, H):
     for j in range(H):
         r = sigmoid(x[j] + gh[j] + b[j])
@@ -31,7 +32,7 @@ def _gru_cell(x, gh, b, h, H):
         h[j] = n + z * (h[j] - n)  # (1 - z) * n + z * h
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _lstm_cell(x, gh, b, h, c, H):
     for j in range(H):
         i = sigmoid(x[j] + gh[j] + b[j])
@@ -42,7 +43,7 @@ def _lstm_cell(x, gh, b, h, c, H):
         h[j] = o * tanh(c[j])
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def recurrent(kind, proj, rows, starts, lengths, reverse, W_hhT, b_hh, h0, c0, out, out_col, h_n, c_n, n_chunks):
     """Run one direction of a cell over N ragged sequences.
 
@@ -76,7 +77,9 @@ def recurrent(kind, proj, rows, starts, lengths, reverse, W_hhT, b_hh, h0, c0, o
         for t in range(steps):
             while lengths[idx[active - 1]] <= t:
                 active -= 1
-            np.dot(h[:active], W_hhT, gh[:active])  # (active, H) @ (H, G)
+            for r in range(0, active, GEMM_ROWS):
+                r1 = min(active, r + GEMM_ROWS)
+                np.dot(h[r:r1], W_hhT, gh[r:r1])  # (rows, H) @ (H, G)
             for i in range(active):
                 n = idx[i]
                 p = starts[n] + (lengths[n] - 1 - t if reverse else t)
