@@ -2,6 +2,8 @@
 
 A width-w convolution at position t is Σ_o W_o x_{t+o} + b. Each W_o x is a per-token product, so the kernel
 reads it from `proj` (columns [base_k + o·maps, base_k + (o+1)·maps) for width k, offset o) and only adds.
+Each token's row is read once, contiguously, and added into the positions it contributes to (t = p − o),
+so the vocabulary-sized table is streamed, not gathered piecemeal.
 A sequence shorter than w is right-padded with zero vectors to w: exactly one window, missing terms are 0.
 An empty sequence pools to the zero vector (ReLU outputs are >= 0, so 0 is also the max's identity here).
 """
@@ -16,25 +18,32 @@ from . import FASTMATH
 def cnn_max_over_time(proj, rows, starts, lengths, widths, bias, maps, out):
     """proj [R, maps·Σwidths], bias [maps·len(widths)] -> out [N, maps·len(widths)]."""
     N = starts.shape[0]
+    nw = widths.shape[0]
     for n in prange(N):
         L = lengths[n]
         p0 = starts[n]
-        best = np.zeros(maps * widths.shape[0], np.float32)
-        tmp = np.empty(maps, np.float32)
+        best = np.zeros(maps * nw, np.float32)
         if L > 0:
-            base = 0
-            for k in range(widths.shape[0]):
-                w = widths[k]
-                b = bias[k * maps : (k + 1) * maps]
-                bk = best[k * maps : (k + 1) * maps]
-                for t in range(max(L - w + 1, 1)):
-                    tmp[:] = b
-                    for o in range(min(w, L - t)):
-                        r = proj[rows[p0 + t + o]]
-                        col = base + o * maps
-                        for j in range(maps):
-                            tmp[j] += r[col + j]
+            conv = np.empty((L, maps * nw), np.float32)  # conv[t, k·maps + m], t < max(L − w_k + 1, 1)
+            for t in range(L):
+                conv[t] = bias
+            for p in range(L):
+                r = proj[rows[p0 + p]]
+                base = 0
+                for k in range(nw):
+                    w = widths[k]
+                    n_pos = max(L - w + 1, 1)
+                    for o in range(w):
+                        t = p - o
+                        if t >= 0 and t < n_pos:
+                            src = base + o * maps
+                            dst = conv[t]
+                            for j in range(maps):
+                                dst[k * maps + j] += r[src + j]
+                    base += w * maps
+            for k in range(nw):
+                n_pos = max(L - widths[k] + 1, 1)
+                for t in range(n_pos):
                     for j in range(maps):
-                        bk[j] = max(bk[j], tmp[j])
-                base += w * maps
+                        best[k * maps + j] = max(best[k * maps + j], conv[t, k * maps + j])
         out[n] = best

@@ -1,9 +1,10 @@
 """RNN(tanh), GRU and LSTM over ragged sequences, one direction per call, gate order and formulas of torch.nn.
 
 Layout: each thread owns a chunk of sequences for all time steps and, per step, multiplies the chunk's active
-states by W_hh^T (h [C, H] @ W_hh^T [H, G]) in single-threaded BLAS calls of GEMM_ROWS rows. Sequences are taken longest first, so the
-active ones are always a prefix of the chunk. The input projection W_ih x_t + b_ih is not computed here: it is
-a row of `proj` (precomputed per vocabulary entry, or per distinct token of the batch), found through `rows`.
+states by W_hh^T (h [C, H] @ W_hh^T [H, G]) in single-threaded BLAS calls of GEMM_ROWS rows. Sequences are
+taken longest first, so the active ones are always a prefix of the chunk. The input projection W_ih x_t + b_ih
+is not computed here: it is a row of `proj` (precomputed per vocabulary entry, or per distinct token of the
+batch), found through `rows`.
 """
 
 import numpy as np
