@@ -6,8 +6,8 @@ Workload (issue 2): 512 seeded synthetic documents of 8 sentences × 24 tokens, 
 100, hidden 128 (HAN: 50 per direction, attention 100), 2 labels. RNN/LSTM/GRU read each document as one
 sequence (flat composition, last-state pooling); CNN is Kim's (widths 3/4/5, 100 maps); HAN is hierarchical
 bi-GRU + attention at both levels. Everything is measured side by side in this one run; docs/s are medians of
-repeats; torch runs under `inference_mode` with the better of 1 and 2 threads. Tokenisation is excluded from
-both sides (the same token ids go in).
+repeats, interleaved; torch runs under `inference_mode` with the better of 1 and 2 threads. Tokenisation is
+excluded from both sides (the same token ids go in).
 
 Ceiling = measured float32 GEMM GFLOP/s ÷ the model's nominal FLOPs per document (2 × multiply-adds of every
 matrix product, input projections included). streamsent's CPU backend precomputes the input projection of
@@ -98,35 +98,33 @@ def workload(seed: int = 0) -> list[list[list[int]]]:
     return ids.tolist()
 
 
-def time_streamsent(model: Model, batches: list[DocBatch], repeats: int) -> float:
-    model.predict_batch(batches[0])  # compile / warm
-    rates = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        n = 0
-        for b in batches:
-            model.predict_batch(b)
-            n += b.n_docs
-        rates.append(n / (time.perf_counter() - t))
-    return statistics.median(rates)
+def _rate(run, batches, sizes) -> float:
+    t = time.perf_counter()
+    for b in batches:
+        run(b)
+    return sum(sizes) / (time.perf_counter() - t)
 
 
-def time_torch(net: SentimentModel, batches: list[tuple[torch.Tensor, torch.Tensor]], repeats: int) -> float:
-    best = 0.0
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        with torch.inference_mode():
-            torch.softmax(net(*batches[0]), -1)
-            rates = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                n = 0
-                for tok, lens in batches:
-                    torch.softmax(net(tok, lens), -1)
-                    n += tok.shape[0]
-                rates.append(n / (time.perf_counter() - t))
-        best = max(best, statistics.median(rates))
-    return best
+def time_side_by_side(model: Model, net: SentimentModel, ours: list[DocBatch],
+                      theirs: list[tuple[torch.Tensor, torch.Tensor]], repeats: int) -> tuple[float, float]:
+    """docs/s of streamsent and of torch (better of 1 and 2 threads), repeats interleaved so that load from
+    elsewhere on a shared machine falls on both sides alike; medians of the repeats."""
+    sizes = [b.n_docs for b in ours]
+
+    def torch_run(b):
+        torch.softmax(net(*b), -1)
+
+    rates: dict[str, list[float]] = {"ours": [], "torch1": [], "torch2": []}
+    with torch.inference_mode():
+        model.predict_batch(ours[0])  # compile / warm
+        torch_run(theirs[0])
+        for _ in range(repeats):
+            rates["ours"].append(_rate(model.predict_batch, ours, sizes))
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                rates[f"torch{threads}"].append(_rate(torch_run, theirs, sizes))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    return med["ours"], max(med["torch1"], med["torch2"])
 
 
 def first_doc_latency(model: Model) -> float:
@@ -174,8 +172,8 @@ def main() -> None:
         for bs in (int(b) for b in args.batches.split(",")):
             n = min(N_DOCS, 64) if bs == 1 else N_DOCS
             sub = [docs[i : i + bs] for i in range(0, n, bs)]
-            ours = time_streamsent(model, [DocBatch.from_lists(d) for d in sub], repeats)
-            theirs = time_torch(net, [encode_docs(d) for d in sub], repeats)
+            ours, theirs = time_side_by_side(model, net, [DocBatch.from_lists(d) for d in sub],
+                                             [encode_docs(d) for d in sub], repeats)
             row = (f"| {name} | {bs} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f}× | "
                    f"{100 * ours / ceiling:.0f}% | {100 * theirs / ceiling:.0f}% | {ours * done / 1e9:.0f} |")
             print(row, flush=True)
