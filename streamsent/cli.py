@@ -53,6 +53,62 @@ def _warmup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    try:
+        from .train.trainer import train
+    except ImportError as exc:
+        print(f"streamsent: error: training needs PyTorch: pip install 'streamsent[train]' ({exc})", file=sys.stderr)
+        return 2
+    from .train.config import load_train_config
+
+    overrides = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value) if value[:1] in "[{0123456789-.tf\"" else value
+    if args.output:
+        overrides["output.dir"] = args.output
+    train(load_train_config(args.config, overrides), progress=not args.no_progress)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import load_model
+    from .evaluate import evaluate, read_labelled_table
+
+    model = load_model(args.model, device=args.device)
+    table = read_labelled_table(args.data)
+    if args.limit:
+        table = table.slice(0, args.limit)
+    rep = evaluate(model, table, label_column=args.label_column, compare_torch=not args.no_torch)
+    con = Console()
+    t = Table(title=f"{model.config.name} on {args.data} ({rep.n_docs:,} docs, Numba CPU backend)")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("accuracy", f"{rep.accuracy:.4f}")
+    t.add_row("macro-F1", f"{rep.macro_f1:.4f}")
+    t.add_row("docs/s (tokenise + score)", f"{rep.docs_per_s:,.0f}")
+    if rep.torch_agreement is not None:
+        t.add_row("same label as torch", f"{100 * rep.torch_agreement:.3f}%")
+    con.print(t)
+    c = Table(title="confusion (rows: true, columns: predicted)")
+    c.add_column("")
+    for lab in rep.labels:
+        c.add_column(lab, justify="right")
+    for lab, row in zip(rep.labels, rep.confusion, strict=True):
+        c.add_row(lab, *(f"{v:,}" for v in row))
+    con.print(c)
+    if args.json:
+        print(json.dumps(rep.as_dict()))
+    if args.record:
+        from .models.io import record_metadata
+
+        record_metadata(model.path, {"test": {"data": str(args.data)} | rep.as_dict()})
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="streamsent", description="Sentiment of text as it streams.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -64,6 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="summarise a model directory")
     p.add_argument("model", nargs="?", default="default")
     p.set_defaults(func=_inspect)
+    p = sub.add_parser("train", help="train a model with PyTorch (the 'train' extra) and write its directory")
+    p.add_argument("--config", required=True, help="training TOML, e.g. configs/train/han.toml")
+    p.add_argument("--output", help="model directory to write (overrides [output] dir)")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+    p = sub.add_parser("eval", help="accuracy, macro-F1, confusion matrix and docs/s on a labelled file")
+    p.add_argument("--model", default="default")
+    p.add_argument("--data", required=True, help="Parquet or CSV with text (or tokens) and label columns")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "reference"])
+    p.add_argument("--limit", type=int, default=0, help="only the first N rows")
+    p.add_argument("--no-torch", action="store_true", help="skip the label agreement check against PyTorch")
+    p.add_argument("--json", action="store_true", help="also print the report as one JSON line")
+    p.add_argument("--record", action="store_true", help="store the scores in the model's config.json metadata")
+    p.set_defaults(func=_eval)
     p = sub.add_parser("warmup", help="compile the Numba kernels into the on-disk cache (e.g. in a Docker build)")
     p.set_defaults(func=_warmup)
     return ap

@@ -13,7 +13,7 @@ from safetensors.numpy import load_file, save_file
 from ..errors import ModelFormatError
 from .config import GATES, EncoderConfig, ModelConfig
 
-__all__ = ["expected_shapes", "read_model_dir", "write_model_dir", "validate_weights"]
+__all__ = ["expected_shapes", "read_model_dir", "record_metadata", "write_model_dir", "validate_weights"]
 
 Weights = dict[str, np.ndarray]
 
@@ -105,3 +105,14 @@ def write_model_dir(path: str | os.PathLike, cfg: ModelConfig, weights: Weights,
               str(root / "weights.safetensors"), metadata={"format": "streamsent-model/1"})
     (root / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
     return root
+
+
+def record_metadata(path: str | os.PathLike, entries: dict) -> None:
+    """Merge entries into config.json's free-form `metadata` (e.g. test scores after training)."""
+    cfg_path = Path(path) / "config.json"
+    raw = json.loads(cfg_path.read_text(encoding="utf-8"))
+    raw.setdefault("metadata", {}).update(entries)
+    ModelConfig.from_dict(raw, source=str(cfg_path))
+    tmp = cfg_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, cfg_path)

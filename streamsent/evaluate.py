@@ -1,0 +1,102 @@
+"""Accuracy, macro-F1, confusion matrix and docs/s of a model on a labelled table, scored by the Numba backend."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import ConfigError
+from .models.model import Model
+
+__all__ = ["EvalReport", "evaluate", "read_labelled_table"]
+
+
+@dataclass
+class EvalReport:
+    labels: tuple[str, ...]
+    n_docs: int
+    accuracy: float
+    macro_f1: float
+    confusion: np.ndarray  # [true, predicted]
+    docs_per_s: float  # tokenisation + scoring, one process
+    torch_agreement: float | None = None  # share of documents where torch predicts the same label
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {"n_docs": self.n_docs, "accuracy": round(self.accuracy, 5), "macro_f1": round(self.macro_f1, 5),
+             "confusion": {"labels": list(self.labels), "rows_true_cols_predicted": self.confusion.tolist()},
+             "docs_per_s": round(self.docs_per_s, 1)}
+        if self.torch_agreement is not None:
+            d["torch_agreement"] = round(self.torch_agreement, 6)
+        return d | self.extra
+
+
+def read_labelled_table(path: str | Path) -> pa.Table:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"--data {path}: no such file")
+    if path.suffix == ".csv":
+        import pyarrow.csv as pcsv
+
+        return pcsv.read_csv(path)
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path)
+
+
+def metrics(y: np.ndarray, pred: np.ndarray, n_labels: int) -> tuple[float, float, np.ndarray]:
+    conf = np.zeros((n_labels, n_labels), np.int64)
+    np.add.at(conf, (y, pred), 1)
+    tp = np.diag(conf).astype(np.float64)
+    precision = np.divide(tp, conf.sum(0), out=np.zeros(n_labels), where=conf.sum(0) > 0)
+    recall = np.divide(tp, conf.sum(1), out=np.zeros(n_labels), where=conf.sum(1) > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n_labels), where=precision + recall > 0)
+    return float(tp.sum() / max(len(y), 1)), float(f1.mean()), conf
+
+
+def evaluate(model: Model, table: pa.Table, label_column: str = "label", batch_size: int = 256,
+             compare_torch: bool = True) -> EvalReport:
+    labels = table.column(label_column).cast(pa.string())
+    index = pc.index_in(labels, value_set=pa.array(list(model.labels)))
+    if index.null_count:
+        raise ConfigError(f"labels {sorted(set(pc.filter(labels, pc.is_null(index)).to_pylist()))[:5]} are not "
+                          f"among the model's labels {list(model.labels)}")
+    y = index.to_numpy(zero_copy_only=False)
+    t0 = time.perf_counter()
+    out = model.predict(table.select([c for c in ("doc_id", "text", "tokens") if c in table.column_names]),
+                        batch_size=batch_size)
+    seconds = time.perf_counter() - t0
+    probs = np.stack(out.column("probs").to_numpy(zero_copy_only=False))
+    pred = probs.argmax(1)
+    acc, f1, conf = metrics(y, pred, len(model.labels))
+    report = EvalReport(model.labels, len(y), acc, f1, conf, len(y) / seconds)
+    if compare_torch:
+        report.torch_agreement = _torch_agreement(model, table, pred, batch_size)
+    return report
+
+
+def _torch_agreement(model: Model, table: pa.Table, pred: np.ndarray, batch_size: int) -> float | None:
+    """Share of documents where the PyTorch modules (same weights) predict the same label; None without torch."""
+    try:
+        import torch
+
+        from .train.modules import SentimentModel
+        from .train.trainer import pad_docs
+    except ImportError:
+        return None
+    net = SentimentModel(model.config.to_dict()).eval()
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in model.weights.items()})
+    same = 0
+    with torch.inference_mode():
+        for lo in range(0, table.num_rows, batch_size):
+            batch = model.encode(table.slice(lo, batch_size))
+            docs = np.arange(batch.n_docs)
+            tp = net(*pad_docs(batch, docs)).argmax(1).numpy()
+            same += int((tp == pred[lo : lo + batch.n_docs]).sum())
+    return same / max(table.num_rows, 1)
