@@ -51,7 +51,9 @@ init = "random"
 [model]
 name = "smoke-han"
 word_encoder = {{ type = "gru", hidden = 8, bidirectional = true, pooling = "attention", attention_dim = 6 }}
-composition = {{ type = "hierarchical", encoder = {{ type = "gru", hidden = 6, pooling = "attention", attention_dim = 4 }} }}
+[model.composition]
+type = "hierarchical"
+encoder = {{ type = "gru", hidden = 6, pooling = "attention", attention_dim = 4 }}
 [training]
 epochs = 3
 batch_size = 16
