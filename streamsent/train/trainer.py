@@ -192,6 +192,8 @@ def train(cfg: TrainConfig, console: Console | None = None, progress: bool = Tru
             losses.append(total / seen)
             acc = _accuracy(net, batch, val_docs, y, cfg.batch_size)
             bar.update(task, info=f"loss {losses[-1]:.4f} · validation accuracy {acc:.4f}")
+            console.log(f"epoch {epoch}: loss {losses[-1]:.4f}, validation accuracy {acc:.4f}, "
+                        f"{time.perf_counter() - started:.0f} s")
             if acc > best:
                 best, best_epoch, stale = acc, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
