@@ -109,6 +109,17 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from . import load_model
+    from .runtime.score import score_files
+
+    model = load_model(args.model, device=args.device)
+    s = score_files(model, args.input, args.output, batch_rows=args.batch_rows, progress=not args.no_progress)
+    print(f"scored {s.rows:,} documents in {s.seconds:.1f} s ({s.docs_per_s:,.0f} docs/s) -> {s.output}",
+          file=sys.stderr)
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     from .data.imdb import main as imdb_main
 
@@ -126,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="summarise a model directory")
     p.add_argument("model", nargs="?", default="default")
     p.set_defaults(func=_inspect)
+    p = sub.add_parser("score", help="batch-score Parquet/Arrow (file, directory or glob) into a Parquet file")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--model", default="default")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "reference"])
+    p.add_argument("--batch-rows", type=int, default=4096, help="rows read, scored and written at a time")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_score)
     p = sub.add_parser("train", help="train a model with PyTorch (the 'train' extra) and write its directory")
     p.add_argument("--config", required=True, help="training TOML, e.g. configs/train/han.toml")
     p.add_argument("--output", help="model directory to write (overrides [output] dir)")

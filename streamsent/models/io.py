@@ -103,6 +103,7 @@ def write_model_dir(path: str | os.PathLike, cfg: ModelConfig, weights: Weights,
     checked = validate_weights(cfg, weights)
     save_file({k: np.ascontiguousarray(v.astype(dtype)) for k, v in checked.items()},
               str(root / "weights.safetensors"), metadata={"format": "streamsent-model/1"})
+    os.chmod(root / "weights.safetensors", 0o644)  # safetensors writes 0600; a model is data others must read
     (root / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
     return root
 

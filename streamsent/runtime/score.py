@@ -1,0 +1,107 @@
+"""`streamsent score`: batch-score Parquet / Arrow files into one Parquet file, a record batch at a time.
+
+Memory stays bounded by `batch_rows` whatever the input size: the dataset is scanned lazily and the output is
+appended batch by batch to a temporary file that is renamed into place only when complete, so a crash never
+leaves a half-written result under the final name.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..errors import BatchError, ConfigError
+from ..models.model import Model
+
+__all__ = ["ScoreSummary", "open_dataset", "score_files", "score_table"]
+
+_INPUT_ONLY = ("text", "tokens")  # consumed by the model, not copied to the output
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    rows: int
+    seconds: float
+    output: Path
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def open_dataset(source: str | os.PathLike) -> ds.Dataset:
+    """A file, a directory or a glob of Parquet (or Arrow IPC: .arrow/.feather/.ipc) files."""
+    src = str(source)
+    files = sorted(glob.glob(src)) if any(c in src for c in "*?[") else None
+    if files == []:
+        raise ConfigError(f"input {src!r}: the pattern matches no file")
+    target = files or src
+    if files is None and not Path(src).exists():
+        raise ConfigError(f"input {src!r}: no such file or directory")
+    first = Path(files[0] if files else src)
+    fmt = "ipc" if first.suffix in (".arrow", ".feather", ".ipc") else "parquet"
+    return ds.dataset(target, format=fmt)
+
+
+def score_table(model: Model, table: pa.Table) -> pa.Table:
+    """Scores for one table: doc_id, label, score, probs (+ attention), then every other input column except
+    the text; an input column whose name an output column takes is kept as `input_<name>`."""
+    if "doc_id" not in table.column_names:
+        raise BatchError(f"input rows need a 'doc_id' column; the input has {table.column_names}")
+    scored = model.predict(table, batch_size=max(table.num_rows, 1))
+    out_names = set(scored.column_names)
+    for name in table.column_names:
+        if name in _INPUT_ONLY or name == "doc_id":
+            continue
+        scored = scored.append_column(f"input_{name}" if name in out_names else name, table.column(name))
+    return scored
+
+
+def score_files(model: Model, source: str | os.PathLike, output: str | os.PathLike, batch_rows: int = 4096,
+                progress: bool = True, console: Console | None = None) -> ScoreSummary:
+    dataset = open_dataset(source)
+    missing = {"doc_id"} - set(dataset.schema.names)
+    if missing or not set(_INPUT_ONLY) & set(dataset.schema.names):
+        raise BatchError(f"{source}: input rows need 'doc_id' and 'text' or 'tokens'; columns are "
+                         f"{dataset.schema.names}")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.partial")
+    total = dataset.count_rows()
+    writer: pq.ParquetWriter | None = None
+    rows, t0 = 0, time.perf_counter()
+    cols = [TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn()]
+    try:
+        with Progress(*cols, console=console or Console(stderr=True), disable=not progress) as bar:
+            task = bar.add_task("score", total=total, rate="")
+            for rb in dataset.to_batches(batch_size=batch_rows):
+                if rb.num_rows == 0:
+                    continue
+                out = score_table(model, pa.Table.from_batches([rb]))
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, out.schema)
+                writer.write_table(out.cast(writer.schema))
+                rows += rb.num_rows
+                bar.update(task, completed=rows, rate=f"{rows / (time.perf_counter() - t0):,.0f} docs/s")
+        if writer is None:  # no rows: still write a valid, empty result
+            empty = score_table(model, dataset.schema.empty_table())
+            writer = pq.ParquetWriter(tmp, empty.schema)
+        writer.close()
+        writer = None
+        os.replace(tmp, output)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
+    return ScoreSummary(rows, time.perf_counter() - t0, output)
