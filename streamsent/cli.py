@@ -109,6 +109,27 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import logging
+
+    from .runtime.config import load_config
+    from .runtime.run import run_pipeline
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    cfg = load_config(args.config)
+    run_pipeline(cfg, stop_after_idle_s=args.stop_after_idle)
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from .runtime.config import load_config
+
+    cfg = load_config(args.file)
+    print(f"{args.file}: ok ({cfg.source.type} source, {len(cfg.sinks)} sink(s), model {cfg.model.path})")
+    return 0
+
+
 def _score(args: argparse.Namespace) -> int:
     from . import load_model
     from .runtime.score import score_files
@@ -137,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="summarise a model directory")
     p.add_argument("model", nargs="?", default="default")
     p.set_defaults(func=_inspect)
+    p = sub.add_parser("run", help="the streaming pipeline a config describes (Kafka / files in, scores out)")
+    p.add_argument("--config", required=True, help="pipeline TOML, e.g. configs/quickstart.toml")
+    p.add_argument("--stop-after-idle", type=float, metavar="SECONDS",
+                   help="drain and exit once no input arrived for this long (after some did)")
+    p.set_defaults(func=_run)
+    p = sub.add_parser("check-config", help="validate a pipeline config without running it")
+    p.add_argument("file")
+    p.set_defaults(func=_check_config)
     p = sub.add_parser("score", help="batch-score Parquet/Arrow (file, directory or glob) into a Parquet file")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)

@@ -1,0 +1,243 @@
+"""The streaming pipeline: read -> decode -> micro-batch -> score -> write -> commit, at least once.
+
+Three threads overlap the work through bounded queues, so a slow sink applies back-pressure instead of growing
+memory: the calling thread polls the source (a Kafka consumer is not thread-safe, so every consumer call,
+commits included, happens on it, or in a rebalance callback while it is blocked inside poll()), a scorer thread runs the model (Numba kernels release the GIL), and a writer
+thread writes each batch to every sink and the dead-letter sink and flushes them. Only when a batch is durably
+written does the polling thread commit its offsets; batches complete in order, so committed offsets only move
+forward. Before partitions are given up in a rebalance, and on SIGINT/SIGTERM, the pipeline drains: the open
+batch is closed, every batch in flight is written, offsets are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..models.model import Model
+from .batcher import MicroBatch, MicroBatcher
+from .records import DocFields, decode_record
+from .scoring import score_docs
+from .sources.base import CommitError
+
+__all__ = ["Pipeline", "PipelineStats"]
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass
+class PipelineStats:
+    """Counters the dashboard and the metrics endpoint read (snapshots; never locks the hot path)."""
+
+    records: int = 0
+    docs_scored: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    commits: int = 0
+    write_retries: int = 0
+    last_batch_ms: float = 0.0
+    started: float = field(default_factory=time.time)
+
+
+class Pipeline:
+    def __init__(self, source, model: Model, sinks: Sequence, dead_letter, *, max_docs: int = 256,
+                 max_tokens: int = 65_536, max_wait_ms: int = 50, queue_size: int = 4,
+                 fields: DocFields | None = None, max_message_bytes: int = 1_048_576,
+                 on_batch: Callable[[MicroBatch, object], None] | None = None) -> None:
+        self.source, self.model, self.sinks, self.dead_letter = source, model, list(sinks), dead_letter
+        self.fields, self.max_message_bytes = fields or DocFields(), max_message_bytes
+        self.batcher = MicroBatcher(max_docs, max_tokens, max_wait_ms)
+        self.stats = PipelineStats()
+        self.on_batch = on_batch  # e.g. the dashboard's feed of the latest documents
+        self._to_score: queue.Queue = queue.Queue(queue_size)
+        self._to_write: queue.Queue = queue.Queue(queue_size)
+        self._done: queue.Queue = queue.Queue()  # batches durably written, in order
+        self._in_flight = 0  # batches handed to the scorer and not yet committed
+        self._stop = threading.Event()
+        self._failed: BaseException | None = None
+        self._committed: dict[tuple[str, int], int] = {}
+        self._threads: list[threading.Thread] = []
+        self._retry_commit: dict[tuple[str, int], int] = {}  # offsets whose commit failed retriably
+        if hasattr(source, "set_rebalance_handlers"):
+            source.set_rebalance_handlers(self._on_revoke, lambda _tps: None, on_lost=self._on_lost)
+
+    # -- control -----------------------------------------------------------------------------------------------
+    def stop(self, *_args: object) -> None:
+        """Ask the pipeline to drain and return from `run` (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.stop)
+
+    def run(self, stop_after_idle_s: float | None = None) -> PipelineStats:
+        """Run until stopped, the source is exhausted, or (if given) no input arrived for that long after some did."""
+        self._threads = [threading.Thread(target=self._score_loop, name="streamsent-score", daemon=True),
+                         threading.Thread(target=self._write_loop, name="streamsent-write", daemon=True)]
+        for t in self._threads:
+            t.start()
+        last_input = time.monotonic()
+        seen_any = False
+        try:
+            while not self._stop.is_set():
+                self._raise_if_failed()
+                records = self.source.poll(self.batcher.wait_s())
+                if records:
+                    last_input, seen_any = time.monotonic(), True
+                for rec in records:
+                    self.stats.records += 1
+                    full = self.batcher.add(decode_record(rec, self.fields, self.max_message_bytes))
+                    if full is not None:
+                        self._submit(full)
+                if self.batcher.due():
+                    self._submit(self.batcher.close())
+                self._commit_done()
+                if getattr(self.source, "exhausted", False) and not records:
+                    break
+                if stop_after_idle_s is not None and seen_any and time.monotonic() - last_input > stop_after_idle_s:
+                    break
+            self._drain()
+        finally:
+            self._shutdown_threads()
+        self._raise_if_failed()
+        return self.stats
+
+    # -- the polling thread ------------------------------------------------------------------------------------
+    def _submit(self, batch: MicroBatch | None) -> None:
+        if batch is None:
+            return
+        self._in_flight += 1
+        while True:  # bounded queue: wait for room (back-pressure), but keep an eye on failures
+            self._raise_if_failed()
+            try:
+                self._to_score.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                self._commit_done()
+
+    def _commit_done(self, block: bool = False) -> None:
+        """Commit the offsets of every batch the writer has finished (in order, so offsets only move forward)."""
+        upto: dict[tuple[str, int], int] = {}
+        while True:
+            try:
+                batch = self._done.get(timeout=0.1) if block else self._done.get_nowait()
+            except queue.Empty:
+                break
+            self._in_flight -= 1
+            for tp, off in batch.offsets.items():
+                upto[tp] = max(upto.get(tp, -1), off)
+            if block:
+                break
+        nxt = self._retry_commit | {tp: off + 1 for tp, off in upto.items()}
+        if not nxt:
+            return
+        try:
+            self.source.commit(nxt)
+        except CommitError as exc:
+            if exc.retriable:  # the broker is away: keep the offsets and commit them with the next batch
+                self._retry_commit = nxt
+                log.warning("commit failed (%s); will retry", exc)
+            else:  # the partitions moved on (rebalance, broker restart): their records will be delivered again
+                self._retry_commit = {}
+                log.warning("commit refused (%s); those records will be re-delivered (at-least-once)", exc)
+            return
+        self._retry_commit = {}
+        self._committed.update(nxt)
+        self.stats.commits += 1
+
+    def _drain(self) -> None:
+        """Close the open batch and wait until everything in flight is written and committed."""
+        self._submit(self.batcher.close())
+        while self._in_flight > 0:
+            self._raise_if_failed()
+            self._commit_done(block=True)
+
+    def _on_revoke(self, partitions: list[tuple[str, int]]) -> None:
+        """Runs while the polling thread is blocked inside poll(), before the partitions are given up."""
+        log.info("partitions %s are being revoked: draining and committing first", partitions)
+        self._drain()
+
+    def _on_lost(self, partitions: list[tuple[str, int]]) -> None:
+        """Partitions taken away without a chance to commit: finish writing; their commits will be refused."""
+        log.warning("partitions %s were lost; their uncommitted records will be re-delivered", partitions)
+        self._drain()
+
+    # -- worker threads ----------------------------------------------------------------------------------------
+    def _score_loop(self) -> None:
+        try:
+            while (batch := self._to_score.get()) is not _STOP:
+                t = time.perf_counter()
+                rows, refused = score_docs(self.model, batch.docs) if batch.docs else (None, [])
+                batch.letters.extend(refused)
+                self.stats.last_batch_ms = (time.perf_counter() - t) * 1000
+                self._to_write.put((batch, rows))
+        except BaseException as exc:  # noqa: BLE001 - surfaced on the polling thread
+            self._fail(exc)
+        finally:
+            self._to_write.put(_STOP)
+
+    def _write_loop(self) -> None:
+        try:
+            while (item := self._to_write.get()) is not _STOP:
+                batch, rows = item
+                self._write_durably(batch, rows)
+                self.stats.batches += 1
+                self.stats.docs_scored += 0 if rows is None else rows.num_rows
+                for letter in batch.letters:
+                    self.stats.dead_letters[letter.reason] = self.stats.dead_letters.get(letter.reason, 0) + 1
+                if self.on_batch is not None:
+                    self.on_batch(batch, rows)
+                self._done.put(batch)
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(exc)
+
+    def _write_durably(self, batch: MicroBatch, rows) -> None:
+        """Write to every sink and flush; on failure retry with back-off (nothing is committed meanwhile)."""
+        delay = 0.2
+        while True:
+            try:
+                if rows is not None and rows.num_rows:
+                    for sink in self.sinks:
+                        sink.write(rows)
+                if batch.letters:
+                    self.dead_letter.write(batch.letters)
+                for sink in self.sinks:
+                    sink.flush()
+                self.dead_letter.flush()
+                return
+            except Exception as exc:  # noqa: BLE001 - a sink outage: retry until it comes back or we stop
+                if self._stop.is_set() and delay > 5:
+                    raise
+                self.stats.write_retries += 1
+                log.warning("writing batch %d failed (%s); retrying in %.1f s", batch.seq, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    # -- plumbing ----------------------------------------------------------------------------------------------
+    def _fail(self, exc: BaseException) -> None:
+        if self._failed is None:
+            self._failed = exc
+        self._stop.set()
+
+    def _raise_if_failed(self) -> None:
+        if self._failed is not None:
+            raise RuntimeError(f"pipeline stopped: {self._failed}") from self._failed
+
+    def _shutdown_threads(self) -> None:
+        deadline = time.monotonic() + 30
+        while self._threads[0].is_alive() and time.monotonic() < deadline:
+            try:  # the scorer may be gone (a failure) and its queue full: never block forever here
+                self._to_score.put(_STOP, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        for t in self._threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+

@@ -1,0 +1,171 @@
+"""What flows through the pipeline: input records, decoded documents, dead letters, and the scored-row schema.
+
+Sources produce `Record`s (the original bytes and where they came from). `decode_record` turns one into a `Doc`
+or a `DeadLetter` with a reason; nothing is ever dropped silently. The pipeline scores Docs in micro-batches and
+hands sinks an Arrow table with the `SCORED_SCHEMA` columns.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+__all__ = ["Record", "Doc", "DeadLetter", "DocFields", "decode_record", "SCORED_COLUMNS", "REASONS"]
+
+# Dead-letter reasons (a stable, machine-readable code; `detail` carries the human sentence)
+REASONS = {
+    "invalid_utf8": "the message is not valid UTF-8",
+    "invalid_json": "the message is not valid JSON",
+    "not_an_object": "the message is JSON but not an object",
+    "missing_doc_id": "the document id is missing or empty",
+    "wrong_type": "a field has the wrong type",
+    "missing_content": "neither text nor tokens is given",
+    "ambiguous_content": "both text and tokens are given",
+    "empty_text": "the text is empty or only whitespace",
+    "too_large": "the message is larger than the pipeline accepts",
+    "token_out_of_range": "a token id is outside the model's vocabulary",
+    "undecodable": "the source could not read the message (e.g. an unknown compression)",
+    "scoring_failed": "the model could not score the document",
+}
+
+# The columns every scored batch has, in this order (sinks may rely on them); `extra` is a JSON object of the
+# input's other fields, passed through untouched.
+SCORED_COLUMNS = ("doc_id", "key", "label", "score", "probs", "model", "topic", "partition", "offset", "file",
+                  "row", "latency_ms", "extra")
+
+
+@dataclass(slots=True)
+class Record:
+    """One input message as received: its bytes (or an already-parsed row from a file) and its coordinates."""
+
+    value: bytes | None
+    key: bytes | None = None
+    topic: str | None = None  # Kafka coordinates
+    partition: int | None = None
+    offset: int | None = None
+    file: str | None = None  # file coordinates
+    row: int | None = None
+    received: float = field(default_factory=time.time)  # wall-clock seconds, for end-to-end latency
+    parsed: dict[str, Any] | None = None  # file sources hand rows over already parsed (no JSON round trip)
+    error: str | None = None  # set by a source that could not read the message at all
+
+    def coordinates(self) -> dict[str, Any]:
+        if self.topic is not None:
+            return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+        return {"file": self.file, "row": self.row}
+
+
+@dataclass(frozen=True, slots=True)
+class DocFields:
+    doc_id: str = "doc_id"
+    text: str = "text"
+    tokens: str = "tokens"
+    key: str = "key"  # files only: Kafka's key is the message key
+
+
+@dataclass(slots=True)
+class Doc:
+    doc_id: str
+    key: str | None
+    text: str | None
+    tokens: list[list[int]] | None
+    extra: dict[str, Any]
+    record: Record
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    record: Record
+    reason: str  # one of REASONS
+    detail: str
+    at: float = field(default_factory=time.time)
+
+    def envelope(self, max_payload_bytes: int) -> dict[str, Any]:
+        """The dead-letter JSON object: reason, detail, coordinates, time and the original bytes (UTF-8 text when
+        it decodes, else base64), truncated to `max_payload_bytes` and flagged when it was."""
+        import base64
+
+        raw = self.record.value
+        if raw is None and self.record.parsed is not None:
+            raw = json.dumps(self.record.parsed, ensure_ascii=False, default=str).encode()
+        raw = raw or b""
+        truncated = len(raw) > max_payload_bytes
+        raw = raw[:max_payload_bytes]
+        try:
+            payload, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            payload, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        key = self.record.key
+        return {"reason": self.reason, "detail": self.detail, **self.record.coordinates(),
+                "key": None if key is None else key.decode("utf-8", "replace"),
+                "dead_lettered_at": self.at, "payload": payload, "payload_encoding": encoding,
+                "payload_truncated": truncated}
+
+
+def _bad(record: Record, reason: str, detail: str) -> DeadLetter:
+    return DeadLetter(record, reason, detail)
+
+
+def decode_record(record: Record, fields: DocFields = DocFields(), max_bytes: int = 1_048_576) -> Doc | DeadLetter:
+    """One record -> a Doc, or a DeadLetter saying exactly what is wrong with it."""
+    if record.error is not None:
+        return _bad(record, "undecodable", record.error)
+    if record.parsed is not None:
+        obj: Any = record.parsed
+    else:
+        raw = record.value or b""
+        if len(raw) > max_bytes:
+            return _bad(record, "too_large", f"{len(raw):,} bytes; the limit is {max_bytes:,}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _bad(record, "invalid_utf8", f"byte {exc.start}: {exc.reason}")
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return _bad(record, "invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+    if not isinstance(obj, dict):
+        return _bad(record, "not_an_object", f"got a JSON {type(obj).__name__}")
+    doc_id = obj.get(fields.doc_id)
+    if isinstance(doc_id, bool) or not isinstance(doc_id, str | int) or doc_id == "" or doc_id is None:
+        if doc_id is None or doc_id == "":
+            return _bad(record, "missing_doc_id", f"'{fields.doc_id}' is missing or empty")
+        return _bad(record, "wrong_type", f"'{fields.doc_id}' must be a string or an integer, got "
+                                          f"{type(doc_id).__name__}")
+    text, tokens = obj.get(fields.text), obj.get(fields.tokens)
+    if text is not None and tokens is not None:
+        return _bad(record, "ambiguous_content", f"both '{fields.text}' and '{fields.tokens}' are given")
+    if text is None and tokens is None:
+        return _bad(record, "missing_content", f"neither '{fields.text}' nor '{fields.tokens}' is given")
+    if text is not None:
+        if not isinstance(text, str):
+            return _bad(record, "wrong_type", f"'{fields.text}' must be a string, got {type(text).__name__}")
+        if not text.strip():
+            return _bad(record, "empty_text", f"'{fields.text}' is empty or only whitespace")
+    else:
+        if not isinstance(tokens, list) or not all(
+            isinstance(s, list) and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 2**31 for t in s)
+            for s in tokens
+        ):
+            return _bad(record, "wrong_type", f"'{fields.tokens}' must be a list of sentences of non-negative "
+                                              "integer token ids")
+    if record.key is not None:
+        key: str | None = record.key.decode("utf-8", "replace")
+    else:
+        k = obj.get(fields.key) if record.parsed is not None else None
+        key = None if k is None else str(k)
+    skip = {fields.doc_id, fields.text, fields.tokens} | ({fields.key} if record.parsed is not None else set())
+    extra = {k: v for k, v in obj.items() if k not in skip}
+    return Doc(str(doc_id), key, text, tokens, extra, record)
+
+
+SCORED_SCHEMA = pa.schema([
+    ("doc_id", pa.string()), ("key", pa.string()), ("label", pa.string()), ("score", pa.float32()),
+    ("probs", pa.list_(pa.float32())), ("model", pa.string()), ("topic", pa.string()), ("partition", pa.int32()),
+    ("offset", pa.int64()), ("file", pa.string()), ("row", pa.int64()), ("latency_ms", pa.float64()),
+    ("extra", pa.string()),
+])

@@ -1,0 +1,104 @@
+"""`streamsent run`: build the pipeline a config describes (broker, source, model, sinks) and run it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from ..models.model import load_model
+from .config import FileSourceConfig, KafkaDeadLetterConfig, KafkaSinkConfig, PipelineConfig
+from .pipeline import Pipeline, PipelineStats
+from .records import DocFields
+
+__all__ = ["run_pipeline", "replay_into"]
+
+log = logging.getLogger(__name__)
+
+
+def replay_into(bootstrap: str, topic: str, path: Path, rate: float, stop: threading.Event) -> int:
+    """Produce a JSON-lines file into a topic, one message a line, at `rate` lines/s (0 = as fast as possible)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
+    n = 0
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                if stop.is_set():
+                    break
+                line = line.rstrip(b"\n")
+                if not line:
+                    continue
+                try:
+                    key = str(json.loads(line).get("doc_id", "")).encode() or None
+                except (ValueError, AttributeError):
+                    key = None
+                producer.send(topic, value=line, key=key)
+                n += 1
+                if rate > 0:
+                    stop.wait(1.0 / rate)
+        producer.flush()
+    finally:
+        producer.close()
+    log.info("replayed %d documents from %s into %s", n, path, topic)
+    return n
+
+
+def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
+                 install_signal_handlers: bool = True, on_batch=None) -> PipelineStats:
+    from .sinks import build_dead_letter_sink, build_sink
+    from .sources import build_source
+
+    with ExitStack() as stack:
+        bootstrap = None
+        stop_replay = threading.Event()
+        stack.callback(stop_replay.set)
+        if cfg.embedded is not None:
+            from .broker import EmbeddedBroker
+
+            emb = cfg.embedded
+            broker = EmbeddedBroker(emb.broker, port=emb.port, data_dir=emb.data_dir).start()
+            stack.callback(broker.stop)
+            bootstrap = broker.bootstrap
+            topics = {emb.topic: emb.partitions}
+            topics |= {s.topic: 1 for s in cfg.sinks if isinstance(s, KafkaSinkConfig)}
+            if isinstance(cfg.dead_letter, KafkaDeadLetterConfig):
+                topics[cfg.dead_letter.topic] = 1
+            broker.create_topics(topics)
+            log.info("embedded %s broker on %s, topics %s", broker, bootstrap, topics)
+            replay = emb.replay_file()
+            if replay is not None:
+                t = threading.Thread(target=replay_into, args=(bootstrap, emb.topic, replay, emb.replay_rate,
+                                                               stop_replay), name="streamsent-replay", daemon=True)
+                t.start()
+        model = load_model(cfg.model.path, device=cfg.model.device)
+        if cfg.model.threads:
+            import numba
+
+            numba.set_num_threads(cfg.model.threads)
+        src = cfg.source
+        source = build_source(src, bootstrap=bootstrap)
+        stack.callback(source.close)
+        sinks = []
+        for s in cfg.sinks:
+            sink = build_sink(s, bootstrap=bootstrap, labels=model.labels)
+            stack.callback(sink.close)
+            sinks.append(sink)
+        dead = build_dead_letter_sink(cfg.dead_letter, bootstrap=bootstrap)
+        stack.callback(dead.close)
+        fields = DocFields(src.doc_id_field, src.text_field, src.tokens_field,
+                           src.key_field if isinstance(src, FileSourceConfig) else "key")
+        pipeline = Pipeline(source, model, sinks, dead, max_docs=cfg.batch.max_docs, max_tokens=cfg.batch.max_tokens,
+                            max_wait_ms=cfg.batch.max_wait_ms, queue_size=cfg.batch.queue_size, fields=fields,
+                            on_batch=on_batch)
+        if install_signal_handlers:
+            pipeline.install_signal_handlers()
+        t0 = time.time()
+        stats = pipeline.run(stop_after_idle_s=stop_after_idle_s)
+        log.info("stopped after %.1f s: %d records, %d scored, dead letters %s, %d commits", time.time() - t0,
+                 stats.records, stats.docs_scored, stats.dead_letters or "none", stats.commits)
+        return stats
