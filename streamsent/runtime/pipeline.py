@@ -1,12 +1,13 @@
 """The streaming pipeline: read -> decode -> micro-batch -> score -> write -> commit, at least once.
 
 Three threads overlap the work through bounded queues, so a slow sink applies back-pressure instead of growing
-memory: the calling thread polls the source (a Kafka consumer is not thread-safe, so every consumer call,
-commits included, happens on it, or in a rebalance callback while it is blocked inside poll()), a scorer thread runs the model (Numba kernels release the GIL), and a writer
-thread writes each batch to every sink and the dead-letter sink and flushes them. Only when a batch is durably
-written does the polling thread commit its offsets; batches complete in order, so committed offsets only move
-forward. Before partitions are given up in a rebalance, and on SIGINT/SIGTERM, the pipeline drains: the open
-batch is closed, every batch in flight is written, offsets are committed.
+memory. The calling thread polls the source: a Kafka consumer is not thread-safe, so every consumer call,
+commits included, happens on it, or in a rebalance callback while it is blocked inside poll(). A scorer thread
+runs the model (Numba kernels release the GIL), and a writer thread writes each batch to every sink and the
+dead-letter sink and flushes them. Only when a batch is durably written does the polling thread commit its
+offsets; batches complete in order, so committed offsets only move forward. Before partitions are given up in
+a rebalance, and on SIGINT/SIGTERM, the pipeline drains: the open batch is closed, every batch in flight is
+written, offsets are committed.
 """
 
 from __future__ import annotations
