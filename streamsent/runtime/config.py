@@ -261,7 +261,7 @@ class KafkaDeadLetterConfig(_KafkaClient):
     topic: str = _opt(check=_topic_ok, allowed=_TOPIC)
     acks: Literal[0, 1, -1, "all"] = "all"
     compression: _KAFKA_CODECS = "none"
-    max_payload_bytes: int = _opt(1_000_000, ge=0)  # longer originals are truncated (and flagged) to fit a message
+    max_payload_bytes: int = _opt(400_000, ge=0)  # truncated (and flagged) beyond: base64 of it fits a 1 MB message
 
     def producer_kwargs(self, bootstrap: str | None = None) -> dict[str, Any]:
         """`KafkaProducer(**kwargs)` for the dead-letter topic (room for the payload plus its envelope)."""
