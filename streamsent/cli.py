@@ -117,6 +117,7 @@ def _run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python narrates every connection at INFO
     cfg = load_config(args.config)
     run_pipeline(cfg, stop_after_idle_s=args.stop_after_idle)
     return 0

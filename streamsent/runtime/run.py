@@ -69,7 +69,7 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
             if isinstance(cfg.dead_letter, KafkaDeadLetterConfig):
                 topics[cfg.dead_letter.topic] = 1
             broker.create_topics(topics)
-            log.info("embedded %s broker on %s, topics %s", broker, bootstrap, topics)
+            log.info("topics %s created on the embedded broker", topics)
             replay = emb.replay_file()
             if replay is not None:
                 t = threading.Thread(target=replay_into, args=(bootstrap, emb.topic, replay, emb.replay_rate,
