@@ -153,6 +153,9 @@ class KafkaSourceConfig(_DocFields, _KafkaClient):
     heartbeat_interval_ms: int = _opt(3_000, ge=100)  # < session_timeout_ms (a third of it is customary)
     fetch_max_bytes: int = _opt(52_428_800, ge=1024)
     max_partition_fetch_bytes: int = _opt(1_048_576, ge=1024)
+    # how long the broker may hold a fetch for more data: kafka-python's 500 ms default dominated end-to-end
+    # latency at moderate rates (median produce-to-poll 120 ms at 500, 30 ms at 100, measured on Tansu)
+    fetch_max_wait_ms: int = _opt(100, ge=0)
 
     def consumer_kwargs(self, bootstrap: str | None = None) -> dict[str, Any]:
         """`KafkaConsumer(**kwargs)` for this source (subscribe to `topics` or `pattern` separately)."""
@@ -160,7 +163,8 @@ class KafkaSourceConfig(_DocFields, _KafkaClient):
                 "auto_offset_reset": self.auto_offset_reset, "max_poll_records": self.max_poll_records,
                 "max_poll_interval_ms": self.max_poll_interval_ms, "session_timeout_ms": self.session_timeout_ms,
                 "heartbeat_interval_ms": self.heartbeat_interval_ms, "fetch_max_bytes": self.fetch_max_bytes,
-                "max_partition_fetch_bytes": self.max_partition_fetch_bytes}
+                "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
+                "fetch_max_wait_ms": self.fetch_max_wait_ms}
 
 
 @dataclass(frozen=True, kw_only=True)

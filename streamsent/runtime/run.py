@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from contextlib import ExitStack
@@ -75,6 +76,10 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
                 t = threading.Thread(target=replay_into, args=(bootstrap, emb.topic, replay, emb.replay_rate,
                                                                stop_replay), name="streamsent-replay", daemon=True)
                 t.start()
+        # Idle OpenMP workers spin by default; in a pipeline the cores are also busy with Kafka I/O and JSON, and
+        # spinning Numba threads made the model 3-12x slower there (bench/pipeline.py). Must precede the first
+        # parallel kernel of the process; an explicit OMP_WAIT_POLICY wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
         model = load_model(cfg.model.path, device=cfg.model.device)
         if cfg.model.threads:
             import numba
