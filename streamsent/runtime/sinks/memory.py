@@ -7,6 +7,8 @@ flush (they are moved to `lost`), so a pipeline that does not write them again l
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import pyarrow as pa
 
 from ..records import DeadLetter
@@ -14,45 +16,35 @@ from .base import Guard
 
 __all__ = ["MemoryDeadLetterSink", "MemorySink"]
 
+T = TypeVar("T")
 
-class MemorySink:
-    """Keeps every durable table in `tables` (and those written since in `tables[flushed_tables:]`)."""
 
-    def __init__(self) -> None:
-        self.tables: list[pa.Table] = []
-        self.lost: list[pa.Table] = []  # written, then forgotten by a failed flush
-        self.flushed_tables = 0
+class _Memory(Generic[T]):
+    """What both memory sinks share: items written, the last good flush, and failure on demand."""
+
+    def __init__(self, name: str) -> None:
+        self.items: list[T] = []
+        self.lost: list[T] = []  # written, then forgotten by a failed flush
+        self.flushed = 0  # items covered by the last good flush
         self.flushes = 0
         self.fail_flush: BaseException | None = None
-        self._guard = Guard("memory sink")
+        self._guard = Guard(name)
 
     @property
     def closed(self) -> bool:
         return self._guard.closed
 
-    @property
-    def rows(self) -> int:
-        return sum(t.num_rows for t in self.tables)
-
-    @property
-    def flushed_rows(self) -> int:
-        return sum(t.num_rows for t in self.tables[:self.flushed_tables])
-
-    def table(self) -> pa.Table | None:
-        """Everything written so far as one table (None before the first write)."""
-        return pa.concat_tables(self.tables, promote_options="default") if self.tables else None
-
-    def write(self, rows: pa.Table) -> None:
+    def _append(self, items: list[T]) -> None:
         self._guard.check()
-        self.tables.append(rows)
+        self.items.extend(items)
 
     def flush(self) -> None:
         self._guard.check()
         if self.fail_flush is not None:
-            self.lost.extend(self.tables[self.flushed_tables:])
-            del self.tables[self.flushed_tables:]
+            self.lost.extend(self.items[self.flushed:])
+            del self.items[self.flushed:]
             raise self._guard.error("flush failed (fail_flush)", self.fail_flush) from self.fail_flush
-        self.flushed_tables = len(self.tables)
+        self.flushed = len(self.items)
         self.flushes += 1
 
     def close(self) -> None:
@@ -64,36 +56,41 @@ class MemorySink:
             self._guard.closed = True
 
 
-class MemoryDeadLetterSink:
+class MemorySink(_Memory[pa.Table]):
+    """Keeps every table written in `tables`; `flushed` of them are durable."""
+
+    def __init__(self) -> None:
+        super().__init__("memory sink")
+
+    @property
+    def tables(self) -> list[pa.Table]:
+        return self.items
+
+    @property
+    def rows(self) -> int:
+        return sum(t.num_rows for t in self.items)
+
+    @property
+    def flushed_rows(self) -> int:
+        return sum(t.num_rows for t in self.items[:self.flushed])
+
+    def table(self) -> pa.Table | None:
+        """Everything written so far as one table (None before the first write)."""
+        return pa.concat_tables(self.items, promote_options="default") if self.items else None
+
+    def write(self, rows: pa.Table) -> None:
+        self._append([rows])
+
+
+class MemoryDeadLetterSink(_Memory[DeadLetter]):
     """Keeps every dead letter in `letters`; `flushed` counts those covered by the last good flush."""
 
     def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-        self.lost: list[DeadLetter] = []
-        self.flushed = 0
-        self.fail_flush: BaseException | None = None
-        self._guard = Guard("memory dead-letter sink")
+        super().__init__("memory dead-letter sink")
 
     @property
-    def closed(self) -> bool:
-        return self._guard.closed
+    def letters(self) -> list[DeadLetter]:
+        return self.items
 
     def write(self, letters: list[DeadLetter]) -> None:
-        self._guard.check()
-        self.letters.extend(letters)
-
-    def flush(self) -> None:
-        self._guard.check()
-        if self.fail_flush is not None:
-            self.lost.extend(self.letters[self.flushed:])
-            del self.letters[self.flushed:]
-            raise self._guard.error("flush failed (fail_flush)", self.fail_flush) from self.fail_flush
-        self.flushed = len(self.letters)
-
-    def close(self) -> None:
-        if self._guard.closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self._guard.closed = True
+        self._append(list(letters))
