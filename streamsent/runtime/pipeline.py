@@ -206,7 +206,7 @@ class Pipeline:
             try:
                 if rows is not None and rows.num_rows:
                     for sink in self.sinks:
-                        sink.write(rows)
+                        sink.write(_with_text(rows, batch) if getattr(sink, "wants_text", False) else rows)
                 if batch.letters:
                     self.dead_letter.write(batch.letters)
                 for sink in self.sinks:
@@ -242,3 +242,11 @@ class Pipeline:
         for t in self._threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
 
+
+
+def _with_text(rows, batch: MicroBatch):
+    """The scored rows plus the documents' text, for sinks meant for people (the terminal), not for downstream."""
+    import pyarrow as pa
+
+    text = {d.doc_id: d.text for d in batch.docs}
+    return rows.append_column("text", pa.array([text.get(i) for i in rows.column("doc_id").to_pylist()], pa.string()))

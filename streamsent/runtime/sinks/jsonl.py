@@ -146,6 +146,7 @@ class StdoutSink(_LineSink):
         super().__init__(_Lines("-", "stdout"), f"stdout sink ({format})")
         self.format = format
         self.labels = labels
+        self.wants_text = format == "text"  # the pipeline adds a `text` column for this sink only
 
     def write(self, rows: pa.Table) -> None:
         require_scored_columns(rows, self._guard.name)
