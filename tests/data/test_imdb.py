@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from streamsent import StreamsentError
+from streamsent import StreamsentError, cli
 from streamsent.data import imdb
 from streamsent.data.imdb import ChecksumError, DataError, Pin
 
@@ -278,7 +278,7 @@ def test_main_builds_everything_from_the_cache(tmp_path: Path, wheels: dict[str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     cache = _cache_with(tmp_path, wheels)
     monkeypatch.setenv("STREAMSENT_DATA", str(tmp_path / "unused"))  # --cache-dir wins
-    assert imdb.main(["--cache-dir", str(cache)]) == 0
+    assert cli.main(["data", "imdb", "--cache-dir", str(cache)]) == 0
     out = capsys.readouterr().out
     assert "train       5 rows (negative 3, positive 2; 4 distinct)" in out
     assert "test        4 rows (negative 3, positive 1; 4 distinct)" in out
