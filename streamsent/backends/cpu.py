@@ -128,6 +128,18 @@ class _Inputs:
         return _linear(self.table[uniq], WT, bias), inv.astype(np.int32)
 
 
+def _run_direction(enc: _Encoder, k: int, inputs: _Inputs, starts: np.ndarray, lengths: np.ndarray,
+                   h0: np.ndarray, c0: np.ndarray, outs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Direction k (0 forward, 1 backward) of a recurrent encoder -> final (h, c); outputs go to outs[:, kH:]."""
+    d, H = enc.dirs[k], enc.cfg.hidden
+    h_n, c_n = np.empty((len(starts), H), F32), np.empty((len(starts), H), F32)
+    if len(starts):
+        proj, rows = inputs.project(d.W_ihT, d.b_ih, d.table)
+        recurrent(enc.kind, proj, rows, starts, lengths, k == 1, d.W_hhT, d.b_hh, h0, c0, outs, k * H, h_n, c_n,
+                  _n_chunks(len(starts)))
+    return h_n, c_n
+
+
 class CpuBackend:
     def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray], table_budget_mb: float = 256) -> None:
         self.config = config
@@ -234,19 +246,11 @@ class CpuBackend:
         outs = np.empty((T if store else 0, D), F32)
         h0 = carry.h if carry is not None else np.zeros((N, H), F32)
         c0 = carry.c if carry is not None else np.zeros((N, H), F32)
-        h_n, c_n = np.empty((N, H), F32), np.empty((N, H), F32)
-        for k, d in enumerate(enc.dirs):
-            proj, rows = inputs.project(d.W_ihT, d.b_ih, d.table)
-            if k == 0:
-                st, ln, i0, ic0, hn, cn = starts, lengths, h0, c0, h_n, c_n
-            else:
-                st, ln = (bwd[0], bwd[1]) if bwd is not None else (starts, lengths)
-                i0 = ic0 = np.zeros((len(st), H), F32)
-                hn, cn = np.empty((len(st), H), F32), np.empty((len(st), H), F32)
-                h_b = hn
-            if len(st):
-                recurrent(enc.kind, proj, rows, st, ln, k == 1, d.W_hhT, d.b_hh, i0, ic0, outs, k * H, hn, cn,
-                          _n_chunks(len(st)))
+        h_n, c_n = _run_direction(enc, 0, inputs, starts, lengths, h0, c0, outs)
+        if cfg.bidirectional:  # from zero state, over its own segments in paragraph mode
+            b_starts, b_lengths = (bwd[0], bwd[1]) if bwd is not None else (starts, lengths)
+            zeros = np.zeros((len(b_starts), H), F32)
+            h_b, _ = _run_direction(enc, 1, inputs, b_starts, b_lengths, zeros, zeros, outs)
         m = carry.m.copy() if carry is not None else np.zeros(N, F32)
         s = carry.s.copy() if carry is not None else np.zeros(N, F32)
         acc = carry.acc.copy() if carry is not None else np.zeros((N, D), F32)
