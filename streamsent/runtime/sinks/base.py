@@ -17,6 +17,7 @@ Sinks are used from one thread (the pipeline's output stage); they are not threa
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -96,6 +97,18 @@ class Guard:
         """Raise if the sink may no longer be used."""
         if self.closed:
             raise SinkError(f"{self.name} is closed")
+
+    def close_with(self, flush: Callable[[], None], release: Callable[[], None] | None = None) -> None:
+        """A sink's close: flush once, then mark it closed and release what it holds even if the flush failed;
+        closing twice does nothing."""
+        if self.closed:
+            return
+        try:
+            flush()
+        finally:
+            self.closed = True
+            if release is not None:
+                release()
 
     def error(self, what: str, exc: BaseException) -> SinkError:
         """The error to raise after a failure (the caller has already reset the sink)."""

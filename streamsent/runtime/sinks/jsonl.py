@@ -116,13 +116,7 @@ class _LineSink:
             raise self._guard.error("flush failed", exc) from exc
 
     def close(self) -> None:
-        if self._guard.closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self._guard.closed = True
-            self._lines.reset()
+        self._guard.close_with(self.flush, self._lines.reset)
 
 
 class JsonlSink(_LineSink):

@@ -112,21 +112,17 @@ class _Delivery:
         self._pending.clear()
 
     def close(self) -> None:
-        if self.guard.closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self.guard.closed = True
-            if self._producer is not None:  # flushed: nothing left to wait for
-                try:
-                    self._producer.close(timeout=10)
-                except KafkaError as exc:
-                    log.warning("%s: closing the producer: %r", self.guard.name, exc)
-            self._close_abandoned()
-            if self._abandoned:
-                log.warning("%s: %d producers still had sends in flight at close", self.guard.name,
-                            len(self._abandoned))
+        self.guard.close_with(self.flush, self._release)
+
+    def _release(self) -> None:
+        if self._producer is not None:  # flushed: nothing left to wait for
+            try:
+                self._producer.close(timeout=10)
+            except KafkaError as exc:
+                log.warning("%s: closing the producer: %r", self.guard.name, exc)
+        self._close_abandoned()
+        if self._abandoned:
+            log.warning("%s: %d producers still had sends in flight at close", self.guard.name, len(self._abandoned))
 
 
 class KafkaSink:

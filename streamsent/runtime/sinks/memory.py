@@ -48,12 +48,7 @@ class _Memory(Generic[T]):
         self.flushes += 1
 
     def close(self) -> None:
-        if self._guard.closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self._guard.closed = True
+        self._guard.close_with(self.flush)
 
 
 class MemorySink(_Memory[pa.Table]):
