@@ -78,7 +78,7 @@ class Model:
                 return self._tokenize(docs.column("text").to_pylist())
             raise BatchError(f"input table needs a 'text' or a 'tokens' column; it has {docs.column_names}")
         docs = list(docs)
-        if all(isinstance(d, str) for d in docs):
+        if docs and all(isinstance(d, str) for d in docs):
             return self._tokenize(docs)
         return DocBatch.from_lists(docs)
 

@@ -164,6 +164,8 @@ def test_predict_accepts_tables_and_passes_doc_ids(tmp_path):
                        np.stack(direct.column("probs").to_numpy(zero_copy_only=False)))
     w = t.column("word_attention").to_pylist()
     assert [len(s) for s in w[0]] == [2, 1] and w[1] == [] and abs(sum(w[0][0]) + sum(w[0][1]) - 1) < 1e-6
+    empty = m.predict([])
+    assert empty.num_rows == 0 and empty.column_names[:4] == ["doc_id", "label", "score", "probs"]
     with pytest.raises(BatchError, match="outside the model's vocabulary"):
         m.predict([[[1, 60]]])
     with pytest.raises(BatchError, match="has no tokenizer.json"):
