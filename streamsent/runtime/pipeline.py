@@ -51,12 +51,14 @@ class Pipeline:
     def __init__(self, source, model: Model, sinks: Sequence, dead_letter, *, max_docs: int = 256,
                  max_tokens: int = 65_536, max_wait_ms: int = 50, queue_size: int = 4,
                  fields: DocFields | None = None, max_message_bytes: int = 1_048_576,
-                 on_batch: Callable[[MicroBatch, object], None] | None = None) -> None:
+                 on_batch: Callable[[MicroBatch, object], None] | None = None,
+                 commit_interval_s: float = 0.5) -> None:
         self.source, self.model, self.sinks, self.dead_letter = source, model, list(sinks), dead_letter
         self.fields, self.max_message_bytes = fields or DocFields(), max_message_bytes
         self.batcher = MicroBatcher(max_docs, max_tokens, max_wait_ms)
         self.stats = PipelineStats()
         self.on_batch = on_batch  # e.g. the dashboard's feed of the latest documents
+        self.commit_interval_s = commit_interval_s  # bounds re-delivery after a crash, costs a round trip each
         self._to_score: queue.Queue = queue.Queue(queue_size)
         self._to_write: queue.Queue = queue.Queue(queue_size)
         self._done: queue.Queue = queue.Queue()  # batches durably written, in order
@@ -65,7 +67,8 @@ class Pipeline:
         self._failed: BaseException | None = None
         self._committed: dict[tuple[str, int], int] = {}
         self._threads: list[threading.Thread] = []
-        self._retry_commit: dict[tuple[str, int], int] = {}  # offsets whose commit failed retriably
+        self._pending: dict[tuple[str, int], int] = {}  # next offsets of finished batches, not yet committed
+        self._last_commit = time.monotonic()
         if hasattr(source, "set_rebalance_handlers"):
             source.set_rebalance_handlers(self._on_revoke, lambda _tps: None, on_lost=self._on_lost)
 
@@ -123,9 +126,12 @@ class Pipeline:
             except queue.Full:
                 self._commit_done()
 
-    def _commit_done(self, block: bool = False) -> None:
-        """Commit the offsets of every batch the writer has finished (in order, so offsets only move forward)."""
-        upto: dict[tuple[str, int], int] = {}
+    def _commit_done(self, block: bool = False, force: bool = False) -> None:
+        """Commit the offsets of the batches the writer has finished (in order, so offsets only move forward).
+
+        Finished offsets gather in `_pending` and go to the broker at most every `commit_interval_s` (a commit
+        is a synchronous round trip), and always when draining (`force`).
+        """
         while True:
             try:
                 batch = self._done.get(timeout=0.1) if block else self._done.get_nowait()
@@ -133,23 +139,22 @@ class Pipeline:
                 break
             self._in_flight -= 1
             for tp, off in batch.offsets.items():
-                upto[tp] = max(upto.get(tp, -1), off)
+                self._pending[tp] = max(self._pending.get(tp, 0), off + 1)
             if block:
                 break
-        nxt = self._retry_commit | {tp: off + 1 for tp, off in upto.items()}
-        if not nxt:
+        if not self._pending or not (force or time.monotonic() - self._last_commit >= self.commit_interval_s):
             return
+        nxt, self._pending = self._pending, {}
+        self._last_commit = time.monotonic()
         try:
             self.source.commit(nxt)
         except CommitError as exc:
             if exc.retriable:  # the broker is away: keep the offsets and commit them with the next batch
-                self._retry_commit = nxt
+                self._pending = nxt
                 log.warning("commit failed (%s); will retry", exc)
             else:  # the partitions moved on (rebalance, broker restart): their records will be delivered again
-                self._retry_commit = {}
                 log.warning("commit refused (%s); those records will be re-delivered (at-least-once)", exc)
             return
-        self._retry_commit = {}
         self._committed.update(nxt)
         self.stats.commits += 1
 
@@ -159,6 +164,7 @@ class Pipeline:
         while self._in_flight > 0:
             self._raise_if_failed()
             self._commit_done(block=True)
+        self._commit_done(force=True)
 
     def _on_revoke(self, partitions: list[tuple[str, int]]) -> None:
         """Runs while the polling thread is blocked inside poll(), before the partitions are given up."""
