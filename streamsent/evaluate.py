@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from .errors import ConfigError
 from .models.model import Model
 
-__all__ = ["EvalReport", "evaluate", "read_labelled_table"]
+__all__ = ["EvalReport", "evaluate", "label_indices", "read_labelled_table"]
 
 
 @dataclass
@@ -37,10 +37,11 @@ class EvalReport:
         return d | self.extra
 
 
-def read_labelled_table(path: str | Path) -> pa.Table:
+def read_labelled_table(path: str | Path, what: str = "--data") -> pa.Table:
+    """A Parquet or CSV file of labelled documents (`what` names the setting it came from, for errors)."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"--data {path}: no such file")
+        raise ConfigError(f"{what} {path}: no such file")
     if path.suffix == ".csv":
         import pyarrow.csv as pcsv
 
@@ -48,6 +49,16 @@ def read_labelled_table(path: str | Path) -> pa.Table:
     import pyarrow.parquet as pq
 
     return pq.read_table(path)
+
+
+def label_indices(column: pa.ChunkedArray | pa.Array, labels: tuple[str, ...], where: str) -> np.ndarray:
+    """int64 index of each row's label in `labels`; a label outside them is an error naming `where`."""
+    names = column.cast(pa.string())
+    index = pc.index_in(names, value_set=pa.array(list(labels)))
+    if index.null_count:
+        bad = sorted(set(pc.filter(names, pc.is_null(index)).to_pylist()), key=str)[:5]
+        raise ConfigError(f"{where}: labels {bad} are not among {list(labels)}")
+    return index.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def metrics(y: np.ndarray, pred: np.ndarray, n_labels: int) -> tuple[float, float, np.ndarray]:
@@ -62,12 +73,7 @@ def metrics(y: np.ndarray, pred: np.ndarray, n_labels: int) -> tuple[float, floa
 
 def evaluate(model: Model, table: pa.Table, label_column: str = "label", batch_size: int = 256,
              compare_torch: bool = True) -> EvalReport:
-    labels = table.column(label_column).cast(pa.string())
-    index = pc.index_in(labels, value_set=pa.array(list(model.labels)))
-    if index.null_count:
-        raise ConfigError(f"labels {sorted(set(pc.filter(labels, pc.is_null(index)).to_pylist()))[:5]} are not "
-                          f"among the model's labels {list(model.labels)}")
-    y = index.to_numpy(zero_copy_only=False)
+    y = label_indices(table.column(label_column), model.labels, f"column '{label_column}'")
     t0 = time.perf_counter()
     out = model.predict(table.select([c for c in ("doc_id", "text", "tokens") if c in table.column_names]),
                         batch_size=batch_size)

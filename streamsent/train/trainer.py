@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 from rich.console import Console
@@ -23,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..batch import DocBatch
 from ..errors import ConfigError
+from ..evaluate import label_indices, read_labelled_table
 from ..models.config import ModelConfig
 from ..models.model import Model
 from ..text import Tokenizer
@@ -50,27 +49,12 @@ def load_labelled(cfg: TrainConfig) -> tuple[list[str], np.ndarray]:
 
         table = pq.read_table(build_imdb()["train"])
     else:
-        path = Path(cfg.train)
-        if not path.exists():
-            raise ConfigError(f"{cfg.source}: data.train = {cfg.train!r}: no such file")
-        if path.suffix == ".csv":
-            import pyarrow.csv as pcsv
-
-            table = pcsv.read_csv(path)
-        else:
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
+        table = read_labelled_table(cfg.train, what=f"{cfg.source}: data.train =")
     for col in (cfg.text_column, cfg.label_column):
         if col not in table.column_names:
             raise ConfigError(f"{cfg.source}: data column '{col}' is not in {cfg.train} ({table.column_names})")
-    labels = table.column(cfg.label_column).cast(pa.string())
-    index = pc.index_in(labels, value_set=pa.array(list(cfg.labels)))
-    if index.null_count:
-        bad = sorted(set(pc.filter(labels, pc.is_null(index)).to_pylist()), key=str)[:5]
-        raise ConfigError(f"{cfg.source}: labels {bad} in {cfg.train} are not in data.labels = {list(cfg.labels)}")
+    y = label_indices(table.column(cfg.label_column), cfg.labels, f"{cfg.source}: data.labels, for {cfg.train}")
     texts = table.column(cfg.text_column).to_pylist()
-    y = index.to_numpy(zero_copy_only=False).astype(np.int64)
     if cfg.max_docs:
         order = np.random.default_rng(cfg.seed).permutation(len(texts))[: cfg.max_docs]
         texts, y = [texts[i] for i in order], y[order]
