@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import numba
 import numpy as np
@@ -124,8 +125,14 @@ class _Inputs:
         bias = b if b is not None else np.zeros(WT.shape[1], F32)
         if not self.is_tokens:
             return _linear(self.table, WT, bias), self.rows
+        uniq_vectors, inv = self._distinct
+        return _linear(uniq_vectors, WT, bias), inv
+
+    @cached_property
+    def _distinct(self) -> tuple[np.ndarray, np.ndarray]:
+        """The batch's distinct tokens' vectors and each position's index among them (shared by both directions)."""
         uniq, inv = np.unique(self.rows, return_inverse=True)
-        return _linear(self.table[uniq], WT, bias), inv.astype(np.int32)
+        return self.table[uniq], inv.astype(np.int32)
 
 
 def _run_direction(enc: _Encoder, k: int, inputs: _Inputs, starts: np.ndarray, lengths: np.ndarray,

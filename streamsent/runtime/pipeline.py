@@ -65,7 +65,6 @@ class Pipeline:
         self._in_flight = 0  # batches handed to the scorer and not yet committed
         self._stop = threading.Event()
         self._failed: BaseException | None = None
-        self._committed: dict[tuple[str, int], int] = {}
         self._threads: list[threading.Thread] = []
         self._pending: dict[tuple[str, int], int] = {}  # next offsets of finished batches, not yet committed
         self._last_commit = time.monotonic()
@@ -155,7 +154,6 @@ class Pipeline:
             else:  # the partitions moved on (rebalance, broker restart): their records will be delivered again
                 log.warning("commit refused (%s); those records will be re-delivered (at-least-once)", exc)
             return
-        self._committed.update(nxt)
         self.stats.commits += 1
 
     def _drain(self) -> None:
