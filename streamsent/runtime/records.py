@@ -50,6 +50,9 @@ class Record:
     file: str | None = None  # file coordinates
     row: int | None = None
     received: float = field(default_factory=time.time)  # wall-clock seconds, for end-to-end latency
+    # Kafka's record timestamp in wall-clock seconds (CreateTime, or LogAppendTime if the topic says so): end-to-end
+    # latency counts from when the message was produced, not when this worker polled it. None for files.
+    timestamp: float | None = None
     parsed: dict[str, Any] | None = None  # file sources hand rows over already parsed (no JSON round trip)
     error: str | None = None  # set by a source that could not read the message at all
 

@@ -210,7 +210,8 @@ class KafkaSource:
         for tp, messages in batches.items():
             topic, partition = tp.topic, tp.partition
             out.extend(Record(value=m.value, key=m.key, topic=topic, partition=partition, offset=m.offset,
-                              received=now) for m in messages)
+                              received=now, timestamp=m.timestamp / 1000 if m.timestamp and m.timestamp > 0 else None)
+                       for m in messages)
         return out
 
     def commit(self, offsets: Mapping[Partition, int], timeout_s: float = _COMMIT_TIMEOUT_S) -> None:
