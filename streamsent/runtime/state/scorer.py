@@ -1,0 +1,266 @@
+"""`KeyedScorer`: score a micro-batch of messages, each continuing its conversation (key) from the carried state.
+
+Each message costs O(its own tokens): the model runs on the message alone, starting from the key's carried state
+(`Model.predict_batch(batch, state)`), and the running sentiment of the whole conversation comes out. A batch can
+hold several messages of one key; they are applied in order, in waves (wave i = each key's i-th message in the
+batch), so every wave has distinct keys and is one `predict_batch` call.
+
+Output: the usual scored columns (`SCORED_SCHEMA`, so every sink takes it) where `label`, `score` and `probs`
+are the **conversation's running sentiment** after this message, plus
+- `messages_seen` (int64): messages of the conversation applied so far, this one included;
+- `probs_delta` (list<float32>): this message's contribution, the change it made to the running `probs`
+  (against the empty conversation's score, softmax(head.bias), for a key's first message). It costs nothing
+  extra; scoring the message on its own as well would double the work;
+- `redelivered` (bool): the message was applied before (offset <= the key's last applied offset in its
+  partition, an at-least-once re-delivery); it is not applied again, and the stored running result is re-emitted
+  (exact when it was the key's latest message; for an older one it is the later running result), with a zero
+  delta.
+A message without a key is a conversation of one message (nothing is stored).
+
+Models that cannot carry state (flat, average, or a bidirectional document encoder: its backward pass needs the
+future) are refused with a `ConfigError` naming `[state]`: scoring them per conversation would mean re-reading the
+conversation (or a window of it) for every message, O(window) per message instead of O(message).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from ...batch import DocBatch
+from ...errors import ConfigError, StreamsentError
+from ...models.model import Model
+from ..records import SCORED_SCHEMA, DeadLetter, Doc
+from .store import NONE, StateChanges, StateLayout, StateStore
+
+__all__ = ["KeyedResult", "KeyedScorer", "STATE_COLUMNS", "KEYED_SCHEMA", "check_model"]
+
+log = logging.getLogger(__name__)
+
+STATE_COLUMNS = (("messages_seen", pa.int64()), ("probs_delta", pa.list_(pa.float32())), ("redelivered", pa.bool_()))
+KEYED_SCHEMA = pa.schema(list(SCORED_SCHEMA) + [pa.field(n, t) for n, t in STATE_COLUMNS])
+
+
+def check_model(model: Model) -> None:
+    """Refuse, naming `[state]`, a model whose score cannot be continued message by message."""
+    cfg = model.config
+    if not cfg.can_carry:
+        why = ("its document encoder is bidirectional (the backward pass needs messages not yet received)"
+               if cfg.composition == "hierarchical" else f"'{cfg.composition}' composition keeps no state")
+        raise ConfigError(
+            f"[state]: model '{cfg.name}' cannot score conversations incrementally: {why}. Use a model with "
+            "composition 'paragraph' (rnn | lstm | gru word encoder) or 'hierarchical' with a unidirectional "
+            "document encoder, or remove the [state] section to score each message on its own")
+
+
+def prior_probs(model: Model) -> np.ndarray:
+    """The running score of a conversation with no message yet: the empty document (softmax(head.bias))."""
+    scores, _ = model.predict_batch(DocBatch.from_lists([[]]))
+    return scores.probs[0].copy()
+
+
+@dataclass
+class KeyedResult:
+    rows: pa.Table  # KEYED_SCHEMA, one row per scored message, in input order
+    letters: list[DeadLetter]
+    changes: StateChanges = field(default_factory=StateChanges)  # for the changelog, in order
+
+
+class KeyedScorer:
+    """Scores micro-batches of keyed messages against a `StateStore` (one per model)."""
+
+    def __init__(self, model: Model, store: StateStore | None = None, *, max_keys: int = 100_000,
+                 ttl_s: float = 3600.0) -> None:
+        check_model(model)
+        self.model = model
+        self.layout = StateLayout.for_model(model.config)
+        self.prior = prior_probs(model)
+        if store is None:
+            store = StateStore(self.layout, max_keys=max_keys, ttl_s=ttl_s, prior=self.prior)
+        elif store.layout != self.layout:
+            raise ConfigError(f"[state]: the state store's layout {store.layout.to_dict()} does not fit model "
+                              f"'{model.config.name}' ({self.layout.to_dict()})")
+        self.store = store
+        self._model_name = f"{model.config.name}@{model.config.version}"
+
+    @classmethod
+    def from_config(cls, model: Model, state_cfg: object) -> KeyedScorer:
+        """From a `[state]` config section (max_keys, ttl_s)."""
+        return cls(model, max_keys=int(state_cfg.max_keys), ttl_s=float(state_cfg.ttl_s))  # type: ignore[attr-defined]
+
+    # -- public ------------------------------------------------------------------------------------------------
+    def score(self, docs: list[Doc]) -> KeyedResult:
+        """Apply a micro-batch in order; documents the model cannot take become dead letters (state unchanged)."""
+        letters: list[DeadLetter] = []
+        sents = self._sentences(docs, letters)
+        n = len(docs)
+        probs = np.zeros((n, self.layout.labels), np.float32)
+        delta = np.zeros_like(probs)
+        seen = np.ones(n, np.int64)
+        redelivered = np.zeros(n, bool)
+        ok = np.array([s is not None for s in sents], bool)
+        changes = StateChanges()
+        waves = _waves([d.key if ok[i] else None for i, d in enumerate(docs)])
+        with self.store.lock:
+            for wave in waves:
+                self._apply_wave(docs, sents, wave, probs, delta, seen, redelivered, ok, letters, changes)
+            changes.add(self.store.take_removals())
+        loose = np.flatnonzero(ok & np.array([d.key is None for d in docs], bool))
+        if len(loose):  # messages without a key: each its own conversation, nothing stored
+            self._score_alone(docs, sents, loose, probs, delta, ok, letters)
+        keep = np.flatnonzero(ok)
+        rows = self._rows([docs[i] for i in keep], probs[keep], delta[keep], seen[keep], redelivered[keep])
+        return KeyedResult(rows, letters, changes)
+
+    # -- internals ---------------------------------------------------------------------------------------------
+    def _sentences(self, docs: list[Doc], letters: list[DeadLetter]) -> list[list[list[int]] | None]:
+        """Each message as sentences of token ids (texts through the tokenizer's batch path); None = refused."""
+        vocab = self.model.config.vocab_size
+        out: list[list[list[int]] | None] = [None] * len(docs)
+        texts = []
+        for i, d in enumerate(docs):
+            if d.tokens is None:
+                texts.append(i)
+            elif any(t >= vocab for s in d.tokens for t in s):
+                letters.append(DeadLetter(d.record, "token_out_of_range",
+                                          f"token ids must be < {vocab} (the model's vocabulary size)"))
+            else:
+                out[i] = d.tokens
+        if texts and self.model.tokenizer is None:
+            for i in texts:
+                letters.append(DeadLetter(docs[i].record, "scoring_failed", f"model '{self.model.config.name}' "
+                                          "has no tokenizer.json, so it scores token ids only (send 'tokens')"))
+        elif texts:
+            encoded = self.model.tokenizer.encode_batch([docs[i].text for i in texts]).batch.to_lists()
+            for i, sents in zip(texts, encoded, strict=True):
+                out[i] = sents
+        return out
+
+    def _apply_wave(self, docs: list[Doc], sents: list, wave: np.ndarray, probs: np.ndarray, delta: np.ndarray,
+                    seen: np.ndarray, redelivered: np.ndarray, ok: np.ndarray, letters: list[DeadLetter],
+                    changes: StateChanges) -> None:
+        store = self.store
+        now = store.clock()
+        recs = [docs[i].record for i in wave]
+        tids = store.topic_ids([r.topic if r.topic is not None else r.file for r in recs])
+        parts = np.array([_or_none(r.partition if r.topic is not None else 0 if r.file is not None else None)
+                          for r in recs], np.int32)
+        offs = np.array([_or_none(r.offset if r.topic is not None else r.row) for r in recs], np.int64)
+        slots, _ = store.lookup([docs[i].key for i in wave], now=now)
+        changes.add(store.take_removals())
+        dup = store.seen(slots, tids, parts, offs)
+        if dup.any():
+            d_slots = slots[dup]
+            _, stored = store.gather(d_slots)
+            probs[wave[dup]] = stored
+            seen[wave[dup]] = store.messages[d_slots]
+            redelivered[wave[dup]] = True
+        go = np.flatnonzero(~dup)
+        if len(go) == 0:
+            return
+        state, before = store.gather(slots[go])
+        batch = DocBatch.from_lists([sents[i] for i in wave[go]])
+        try:
+            scores, after = self.model.predict_batch(batch, state)
+        except (StreamsentError, ValueError) as exc:  # one bad message must not sink its wave
+            log.warning("wave of %d keyed messages failed to score (%s); scoring one at a time", len(go), exc)
+            for j in go.tolist():
+                self._apply_one(docs, sents, wave, j, slots, tids, parts, offs, probs, delta, seen, ok, letters, now)
+        else:
+            assert after is not None
+            store.scatter(slots[go], after, scores.probs, tids[go], parts[go], offs[go], now=now)
+            rows = wave[go]
+            probs[rows] = scores.probs
+            delta[rows] = scores.probs - before
+            seen[rows] = store.messages[slots[go]]
+        changes.add(store.export(slots[go]))
+
+    def _apply_one(self, docs: list[Doc], sents: list, wave: np.ndarray, j: int, slots: np.ndarray,
+                   tids: np.ndarray, parts: np.ndarray, offs: np.ndarray, probs: np.ndarray, delta: np.ndarray,
+                   seen: np.ndarray, ok: np.ndarray, letters: list[DeadLetter], now: float) -> None:
+        store, i, sl = self.store, wave[j], slots[j : j + 1]
+        state, before = store.gather(sl)
+        try:
+            scores, after = self.model.predict_batch(DocBatch.from_lists([sents[i]]), state)
+        except (StreamsentError, ValueError) as exc:
+            letters.append(DeadLetter(docs[i].record, "scoring_failed", str(exc)))
+            ok[i] = False
+            return
+        assert after is not None
+        store.scatter(sl, after, scores.probs, tids[j : j + 1], parts[j : j + 1], offs[j : j + 1], now=now)
+        probs[i], delta[i], seen[i] = scores.probs[0], scores.probs[0] - before[0], store.messages[sl[0]]
+
+    def _score_alone(self, docs: list[Doc], sents: list, idx: np.ndarray, probs: np.ndarray, delta: np.ndarray,
+                     ok: np.ndarray, letters: list[DeadLetter]) -> None:
+        try:
+            scores, _ = self.model.predict_batch(DocBatch.from_lists([sents[i] for i in idx]))
+        except (StreamsentError, ValueError) as exc:
+            if len(idx) > 1:
+                for i in idx.tolist():
+                    self._score_alone(docs, sents, np.array([i]), probs, delta, ok, letters)
+                return
+            letters.append(DeadLetter(docs[idx[0]].record, "scoring_failed", str(exc)))
+            ok[idx[0]] = False
+            return
+        probs[idx] = scores.probs
+        delta[idx] = scores.probs - self.prior
+
+    def _rows(self, docs: list[Doc], probs: np.ndarray, delta: np.ndarray, seen: np.ndarray,
+              redelivered: np.ndarray) -> pa.Table:
+        if not docs:
+            return KEYED_SCHEMA.empty_table()
+        labels = self.model.config.labels
+        best = probs.argmax(axis=1)
+        C = len(labels)
+        now = time.time()
+        recs = [d.record for d in docs]
+
+        def lists(a: np.ndarray) -> pa.Array:
+            return pa.ListArray.from_arrays(pa.array(np.arange(0, len(a) * C + 1, C, dtype=np.int32)),
+                                            pa.array(a.reshape(-1)))
+
+        cols = {
+            "doc_id": pa.array([d.doc_id for d in docs], pa.string()),
+            "key": pa.array([d.key for d in docs], pa.string()),
+            "label": pa.array([labels[b] for b in best.tolist()], pa.string()),
+            "score": pa.array(probs[np.arange(len(best)), best], pa.float32()),
+            "probs": lists(probs),
+            "model": pa.array([self._model_name] * len(docs), pa.string()),
+            "topic": pa.array([r.topic for r in recs], pa.string()),
+            "partition": pa.array([r.partition for r in recs], pa.int32()),
+            "offset": pa.array([r.offset for r in recs], pa.int64()),
+            "file": pa.array([r.file for r in recs], pa.string()),
+            "row": pa.array([r.row for r in recs], pa.int64()),
+            "latency_ms": pa.array([(now - r.received) * 1000 for r in recs], pa.float64()),
+            "extra": pa.array([json.dumps(d.extra, ensure_ascii=False, default=str) if d.extra else None
+                               for d in docs], pa.string()),
+            "messages_seen": pa.array(seen, pa.int64()),
+            "probs_delta": lists(delta),
+            "redelivered": pa.array(redelivered, pa.bool_()),
+        }
+        return pa.table(cols, schema=KEYED_SCHEMA)
+
+
+def _or_none(v: int | None) -> int:
+    return NONE if v is None else int(v)
+
+
+def _waves(keys: list[str | None]) -> list[np.ndarray]:
+    """Positions grouped by occurrence: wave i holds each key's i-th message (keys distinct within a wave).
+    None keys are in no wave (scored on their own)."""
+    count: dict[str, int] = {}
+    waves: list[list[int]] = []
+    for i, k in enumerate(keys):
+        if k is None:
+            continue
+        w = count.get(k, 0)
+        count[k] = w + 1
+        if w == len(waves):
+            waves.append([])
+        waves[w].append(i)
+    return [np.asarray(w, np.int64) for w in waves]
