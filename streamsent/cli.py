@@ -153,6 +153,21 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _state_inspect(args: argparse.Namespace) -> int:
+    from .runtime.state.inspect import format_summary, inspect_key
+
+    directory = args.dir
+    if directory is None:
+        from .runtime.config import load_config
+
+        directory = load_config(args.config).state.dir
+        if directory is None:
+            raise StreamsentError(f"{args.config}: [state] dir is not set, so no state checkpoint to inspect")
+    summary = inspect_key(args.key, directory)
+    print(json.dumps(summary) if args.json else "\n".join(format_summary(summary)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="streamsent", description="Sentiment of text as it streams.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -202,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="where the splits go (default: $STREAMSENT_DATA/imdb or "
                                        "~/.cache/streamsent/data/imdb)")
     p.set_defaults(func=_data)
+    p = sub.add_parser("state", help="carried conversation state: `state inspect KEY` summarises one key")
+    state = p.add_subparsers(dest="state_command", required=True)
+    p = state.add_parser("inspect", help="a key's state in the checkpoint ([state] dir of --config, or --dir)")
+    p.add_argument("key")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", help="pipeline TOML whose [state] dir holds the checkpoint")
+    where.add_argument("--dir", help="the state checkpoint directory")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of aligned lines")
+    p.set_defaults(func=_state_inspect)
     p = sub.add_parser("warmup", help="compile the Numba kernels into the on-disk cache (e.g. in a Docker build)")
     p.set_defaults(func=_warmup)
     return ap
