@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,7 @@ class Checkpoint:
     model: str
     saved_at: float
     path: Path
+    labels: tuple[str, ...] = ()
 
     def restore(self, store: StateStore) -> int:
         """Load the entries into a store (keys past the TTL are skipped); returns how many were loaded."""
@@ -64,14 +65,16 @@ def _table(entries: Entries, width: int) -> pa.Table:
     })
 
 
-def save_checkpoint(directory: str | os.PathLike, store: StateStore, offsets: Offsets, model: str = "") -> Path:
+def save_checkpoint(directory: str | os.PathLike, store: StateStore, offsets: Offsets, model: str = "",
+                    labels: Sequence[str] = ()) -> Path:
     """Write every key's state with `offsets` (those about to be committed), atomically. Call it before the
     commit: a crash in between leaves state ahead of the committed offsets, which re-delivery detection absorbs."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     entries = store.export()
     table = _table(entries, store.layout.width)
-    meta = {"format": FORMAT, "layout": store.layout.to_dict(), "model": model, "saved_at": time.time(),
+    meta = {"format": FORMAT, "layout": store.layout.to_dict(), "model": model, "labels": list(labels),
+            "saved_at": time.time(),
             "offsets": [[t, int(p), int(o)] for (t, p), o in sorted(offsets.items())]}
     table = table.replace_schema_metadata({"streamsent": json.dumps(meta)})
     final = root / FILE_NAME
@@ -121,4 +124,5 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint | None:
         offsets=table.column("offset").to_numpy().astype(np.int64),
     )
     offsets = {(t, int(p)): int(o) for t, p, o in meta.get("offsets", [])}
-    return Checkpoint(layout, entries, offsets, str(meta.get("model", "")), float(meta.get("saved_at", 0.0)), path)
+    return Checkpoint(layout, entries, offsets, str(meta.get("model", "")), float(meta.get("saved_at", 0.0)), path,
+                      tuple(meta.get("labels", ())))
