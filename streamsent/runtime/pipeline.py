@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from ..models.model import Model
 from .batcher import MicroBatch, MicroBatcher
-from .records import DocFields, decode_record
+from .metrics import Metrics
+from .records import SCORED_COLUMNS, DocFields, decode_record
 from .scoring import score_docs
 from .sources.base import CommitError
 
@@ -52,13 +53,15 @@ class Pipeline:
                  max_tokens: int = 65_536, max_wait_ms: int = 50, queue_size: int = 4,
                  fields: DocFields | None = None, max_message_bytes: int = 1_048_576,
                  on_batch: Callable[[MicroBatch, object], None] | None = None,
-                 commit_interval_s: float = 0.5) -> None:
+                 commit_interval_s: float = 0.5, metrics: Metrics | None = None) -> None:
         self.source, self.model, self.sinks, self.dead_letter = source, model, list(sinks), dead_letter
         self.fields, self.max_message_bytes = fields or DocFields(), max_message_bytes
         self.batcher = MicroBatcher(max_docs, max_tokens, max_wait_ms)
         self.stats = PipelineStats()
         self.on_batch = on_batch  # e.g. the dashboard's feed of the latest documents
         self.commit_interval_s = commit_interval_s  # bounds re-delivery after a crash, costs a round trip each
+        self.metrics = metrics  # the dashboard's and /metrics' recorder: fed once per batch by the writer thread
+        self._attention = metrics is not None and metrics.wants_attention
         self._to_score: queue.Queue = queue.Queue(queue_size)
         self._to_write: queue.Queue = queue.Queue(queue_size)
         self._done: queue.Queue = queue.Queue()  # batches durably written, in order
@@ -86,11 +89,14 @@ class Pipeline:
                          threading.Thread(target=self._write_loop, name="streamsent-write", daemon=True)]
         for t in self._threads:
             t.start()
-        last_input = time.monotonic()
+        last_input = last_lag = time.monotonic()
         seen_any = False
         try:
             while not self._stop.is_set():
                 self._raise_if_failed()
+                if self.metrics is not None and time.monotonic() - last_lag >= 1.0:  # consumer calls: this thread
+                    self.metrics.set_lag(self.source.lag())
+                    last_lag = time.monotonic()
                 records = self.source.poll(self.batcher.wait_s())
                 if records:
                     last_input, seen_any = time.monotonic(), True
@@ -179,10 +185,11 @@ class Pipeline:
         try:
             while (batch := self._to_score.get()) is not _STOP:
                 t = time.perf_counter()
-                rows, refused = score_docs(self.model, batch.docs) if batch.docs else (None, [])
+                rows, refused = score_docs(self.model, batch.docs, attention=self._attention) if batch.docs \
+                    else (None, [])
                 batch.letters.extend(refused)
                 self.stats.last_batch_ms = (time.perf_counter() - t) * 1000
-                self._to_write.put((batch, rows))
+                self._to_write.put((batch, rows, t))
         except BaseException as exc:  # noqa: BLE001 - surfaced on the polling thread
             self._fail(exc)
         finally:
@@ -191,14 +198,19 @@ class Pipeline:
     def _write_loop(self) -> None:
         try:
             while (item := self._to_write.get()) is not _STOP:
-                batch, rows = item
-                self._write_durably(batch, rows)
+                batch, rows, started = item
+                # attention columns are for the dashboard, not the sinks
+                out = rows.select(SCORED_COLUMNS) if rows is not None and rows.num_columns > len(SCORED_COLUMNS) \
+                    else rows
+                self._write_durably(batch, out)
                 self.stats.batches += 1
                 self.stats.docs_scored += 0 if rows is None else rows.num_rows
                 for letter in batch.letters:
                     self.stats.dead_letters[letter.reason] = self.stats.dead_letters.get(letter.reason, 0) + 1
+                if self.metrics is not None:
+                    self.metrics.record_batch(batch, rows, time.perf_counter() - started)
                 if self.on_batch is not None:
-                    self.on_batch(batch, rows)
+                    self.on_batch(batch, out)
                 self._done.put(batch)
         except BaseException as exc:  # noqa: BLE001
             self._fail(exc)

@@ -9,19 +9,40 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..errors import ConfigError
 from ..models.model import load_model
-from .config import FileSourceConfig, KafkaDeadLetterConfig, KafkaSinkConfig, PipelineConfig
+from .config import SAMPLES_DIR, FileSourceConfig, KafkaDeadLetterConfig, KafkaSinkConfig, PipelineConfig
+from .metrics import Metrics
 from .pipeline import Pipeline, PipelineStats
 from .records import DocFields
 
-__all__ = ["run_pipeline", "replay_into"]
+__all__ = ["replay_into", "run_pipeline", "sample_file"]
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = logging.getLogger(__name__)
 
 
-def replay_into(bootstrap: str, topic: str, path: Path, rate: float, stop: threading.Event) -> int:
-    """Produce a JSON-lines file into a topic, one message a line, at `rate` lines/s (0 = as fast as possible)."""
+def sample_file(name_or_path: str) -> Path:
+    """A JSON-lines file: the path if it exists, else the bundled sample of that name (`imdb-sample`)."""
+    given = Path(name_or_path).expanduser()
+    if given.is_file():
+        return given
+    bundled = SAMPLES_DIR / f"{name_or_path}.jsonl"
+    if "/" not in name_or_path and bundled.is_file():
+        return bundled
+    known = sorted(p.stem for p in SAMPLES_DIR.glob("*.jsonl")) if SAMPLES_DIR.is_dir() else []
+    raise ConfigError(f"{name_or_path!r} is neither a file nor a bundled sample (bundled: {', '.join(known)})")
+
+
+def replay_into(bootstrap: str, topic: str, path: Path, rate: float, stop: threading.Event,
+                id_suffix: str = "") -> int:
+    """Produce a JSON-lines file into a topic, one message a line, at `rate` lines/s (0 = as fast as possible).
+
+    Messages are keyed by doc_id; `id_suffix` is appended to every doc_id (a later pass over the same file)."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
@@ -35,9 +56,13 @@ def replay_into(bootstrap: str, topic: str, path: Path, rate: float, stop: threa
                 if not line:
                     continue
                 try:
-                    key = str(json.loads(line).get("doc_id", "")).encode() or None
+                    obj = json.loads(line)
+                    key = str(obj.get("doc_id", "")).encode() or None
+                    if id_suffix and key is not None:
+                        obj["doc_id"] = f"{obj['doc_id']}{id_suffix}"
+                        line, key = json.dumps(obj, ensure_ascii=False).encode(), (key.decode() + id_suffix).encode()
                 except (ValueError, AttributeError):
-                    key = None
+                    key = None  # sent as it is: the pipeline dead-letters it
                 producer.send(topic, value=line, key=key)
                 n += 1
                 if rate > 0:
@@ -50,7 +75,10 @@ def replay_into(bootstrap: str, topic: str, path: Path, rate: float, stop: threa
 
 
 def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
-                 install_signal_handlers: bool = True, on_batch=None) -> PipelineStats:
+                 install_signal_handlers: bool = True, on_batch=None, dashboard: Console | None = None,
+                 metrics: Metrics | None = None) -> PipelineStats:
+    """Run the pipeline `cfg` describes until it stops; `dashboard`: a terminal Console to show the live dashboard
+    on; `metrics`: a recorder to feed (one is made when the dashboard or `[metrics] port` needs it)."""
     from .sinks import build_dead_letter_sink, build_sink
     from .sources import build_source
 
@@ -97,9 +125,19 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
         stack.callback(dead.close)
         fields = DocFields(src.doc_id_field, src.text_field, src.tokens_field,
                            src.key_field if isinstance(src, FileSourceConfig) else "key")
+        if metrics is None and (dashboard is not None or cfg.metrics.port):
+            metrics = Metrics.for_model(model, max_docs=cfg.batch.max_docs, max_tokens=cfg.batch.max_tokens)
+        if cfg.metrics.port:
+            from .prometheus import serve
+
+            stack.enter_context(serve(metrics, cfg.metrics.host, cfg.metrics.port))
         pipeline = Pipeline(source, model, sinks, dead, max_docs=cfg.batch.max_docs, max_tokens=cfg.batch.max_tokens,
                             max_wait_ms=cfg.batch.max_wait_ms, queue_size=cfg.batch.queue_size, fields=fields,
-                            on_batch=on_batch)
+                            on_batch=on_batch, metrics=metrics)
+        if dashboard is not None:
+            from .dashboard import Dashboard
+
+            stack.enter_context(Dashboard(metrics, console=dashboard))
         if install_signal_handlers:
             pipeline.install_signal_handlers()
         t0 = time.time()

@@ -39,9 +39,12 @@ def _predict(model: Model, docs: list[Doc]) -> pa.Table:
     return merged.take(np.argsort(np.concatenate(order), kind="stable"))
 
 
-def score_docs(model: Model, docs: list[Doc]) -> tuple[pa.Table, list[DeadLetter]]:
+def score_docs(model: Model, docs: list[Doc], *, attention: bool = False) -> tuple[pa.Table, list[DeadLetter]]:
     """Score a batch; documents the model refuses (token ids outside its vocabulary, ...) become dead letters,
-    scored one at a time only when the whole batch fails, so one bad document never sinks the others."""
+    scored one at a time only when the whole batch fails, so one bad document never sinks the others.
+
+    With `attention`, the rows also carry the model's `word_attention` / `sentence_attention` columns (models
+    with attention pooling compute them anyway), after the SCORED_COLUMNS."""
     letters: list[DeadLetter] = []
     vocab = model.config.vocab_size
     good = []
@@ -63,7 +66,12 @@ def score_docs(model: Model, docs: list[Doc]) -> tuple[pa.Table, list[DeadLetter
             except (StreamsentError, ValueError) as one:
                 letters.append(DeadLetter(d.record, "scoring_failed", str(one)))
         good, scored = kept, (pa.concat_tables(tables) if tables else None)
-    return _rows(model, good, scored), letters
+    rows = _rows(model, good, scored)
+    if attention and good and scored is not None:
+        for name in ("word_attention", "sentence_attention"):
+            if name in scored.column_names:
+                rows = rows.append_column(name, scored.column(name))
+    return rows, letters
 
 
 def _rows(model: Model, docs: list[Doc], scored: pa.Table | None) -> pa.Table:
