@@ -118,3 +118,47 @@ def test_restore_of_an_empty_partition_and_an_unknown_topic(broker, fresh_topic)
     log.ensure_topics({source: 1})
     assert log.restore(scorer.store, source, [0]) == 0
     log.close()
+
+
+class _Future:
+    def __init__(self, ok: bool) -> None:
+        self.ok, self.is_done = ok, True
+        self.exception = None if ok else RuntimeError("broker away")
+
+    def succeeded(self) -> bool:
+        return self.ok
+
+
+class _Producer:
+    """Acknowledges nothing while `fail` is set."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes | None]] = []
+        self.fail = True
+
+    def send(self, topic: str, key: bytes, value: bytes | None, partition: int) -> _Future:
+        self.sent.append((key, value))
+        return _Future(not self.fail)
+
+    def flush(self, timeout: float) -> None:
+        pass
+
+
+def test_failed_changelog_writes_block_the_commit_and_are_sent_again() -> None:
+    model = _model()
+    producer = _Producer()
+    log = Changelog("unused:9092", "g", producer=producer)
+    log._partitions["chats"] = 1  # as ensure_topics would have
+    scorer = KeyedScorer(model, ttl_s=0)
+    log.send(scorer.score([doc("1", "a", [[1]], 0, 0, "chats"), doc("2", "b", [[2]], 1, 0, "chats")]).changes)
+    log.send(scorer.score([doc("3", "a", [[3]], 2, 0, "chats")]).changes)
+    with pytest.raises(StateError, match="3 of 3 state changelog writes failed"):
+        log.flush()
+    producer.fail = False
+    log.flush()  # sends the failed changes again, and they are acknowledged now
+    resent = producer.sent[3:]  # b's only value, and a's latest (its older value is not sent again)
+    assert [k for k, _ in resent] == [b"b", b"a"]
+    assert decode_value(resent[1][1])[0] == 2  # a after two messages
+    log.send(scorer.score([doc("4", "b", [[4]], 3, 0, "chats")]).changes)
+    log.flush()
+    assert [k for k, _ in producer.sent[5:]] == [b"b"]

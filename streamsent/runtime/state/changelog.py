@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -71,13 +72,16 @@ class Changelog:
     """Writes state changes to, and restores partitions from, the changelog topics of one consumer group."""
 
     def __init__(self, bootstrap: str | list[str], group: str, client_kwargs: Mapping[str, Any] | None = None,
-                 restore_timeout_s: float = 60.0) -> None:
+                 restore_timeout_s: float = 60.0, producer: Any = None) -> None:
+        """`producer`: a KafkaProducer-like object to use instead of creating one (tests)."""
         self.bootstrap = bootstrap
         self.group = group
         self.client_kwargs = dict(client_kwargs or {})
         self.restore_timeout_s = restore_timeout_s
-        self._producer: KafkaProducer | None = None
-        self._pending: list[Any] = []  # send futures since the last flush
+        self._producer: Any = producer
+        self._lock = threading.Lock()  # send() and flush() may run on different threads
+        self._pending: list[tuple[Any, str, int, str, bytes | None]] = []  # (future, topic, partition, key, value)
+        self._retry: list[tuple[Any, str, int, str, bytes | None]] = []  # failed, to send again
         self._partitions: dict[str, int] = {}  # source topic -> partitions (changelog topics known to exist)
 
     # -- topics ------------------------------------------------------------------------------------------------
@@ -130,26 +134,46 @@ class Changelog:
         return sent
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait until every queued change is acknowledged; raise StateError if any failed (then the batch's offsets
-        must not be committed: the changes are sent again with a later batch or restored from the store)."""
-        if self._producer is None or not self._pending:
+        """Wait until every change queued so far is acknowledged. If any failed, raise StateError: the offsets of
+        their batches must not be committed. The failed changes are sent again by the next flush (unless a later
+        change of the same key was queued meanwhile), so a later successful flush covers them."""
+        with self._lock:
+            newer = {item[1:4] for item in self._pending}
+            for _, topic, partition, key, value in self._retry:
+                if (topic, partition, key) not in newer:
+                    self._send_locked(topic, partition, key, value)
+            self._retry = []
+            pending, self._pending = self._pending, []
+        if not pending:
             return
-        self._producer.flush(timeout=timeout_s)
-        pending, self._pending = self._pending, []
-        failed = [f for f in pending if not f.succeeded()]
-        if failed:
-            exc = failed[0].exception if failed[0].is_done else "not acknowledged in time"
-            raise StateError(f"{len(failed)} of {len(pending)} state changelog writes failed ({exc!r}); the offsets "
-                             "of their batches must not be committed")
+        why: Any = None
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except kafka_errors.KafkaError as exc:
+            why = exc
+        failed = [i for i, item in enumerate(pending) if not item[0].succeeded()]
+        if not failed:
+            return
+        latest = {item[1:4]: i for i, item in enumerate(pending)}
+        with self._lock:
+            self._retry = [pending[i] for i in failed if latest[pending[i][1:4]] == i]
+        first = pending[failed[0]][0]
+        why = why or (first.exception if first.is_done else "not acknowledged in time")
+        raise StateError(f"{len(failed)} of {len(pending)} state changelog writes failed ({why!r}); the offsets of "
+                         "their batches must not be committed (the next flush sends them again)")
 
     def _send(self, topic: str, partition: int, key: str, value: bytes | None) -> None:
+        with self._lock:
+            self._send_locked(topic, partition, key, value)
+
+    def _send_locked(self, topic: str, partition: int, key: str, value: bytes | None) -> None:
         if self._producer is None:
             # idempotence off: after a Tansu restart an idempotent producer never gets an answer (broker.py)
             self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,
                                            enable_idempotence=False, client_id=f"{self.group}-state",
                                            **self.client_kwargs)
-        self._pending.append(self._producer.send(self.topic(topic), key=key.encode("utf-8"), value=value,
-                                                 partition=partition))
+        future = self._producer.send(self.topic(topic), key=key.encode("utf-8"), value=value, partition=partition)
+        self._pending.append((future, topic, partition, key, value))
 
     # -- restoring ---------------------------------------------------------------------------------------------
     def restore(self, store: StateStore, topic: str, partitions: Iterable[int]) -> int:
@@ -176,7 +200,8 @@ class Changelog:
                                      f"{self.restore_timeout_s:.0f} s")
                 for tp, records in consumer.poll(timeout_ms=200).items():
                     for r in records:
-                        latest[(tp.partition, r.key.decode("utf-8"))] = r.value
+                        if r.key is not None:  # (not written by this module)
+                            latest[(tp.partition, r.key.decode("utf-8"))] = r.value
                 for tp in list(left):
                     highwater = consumer.highwater(tp)
                     if highwater is not None and consumer.position(tp, timeout_ms=1000) >= highwater:

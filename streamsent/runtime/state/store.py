@@ -268,7 +268,7 @@ class StateStore:
                     self._slot_key[s] = keys[i]
                 self._tick[got] = self._clock_tick
                 fresh[idx] = True
-            self._reset(slots[fresh])
+            self._reset(slots[fresh], now)
             return slots, fresh
 
     def seen(self, slots: np.ndarray, topic_ids: np.ndarray, partitions: np.ndarray,
@@ -380,10 +380,11 @@ class StateStore:
             self._next_sweep = now + self.ttl_s / 4
             self.expire(now)
 
-    def _reset(self, slots: np.ndarray) -> None:
+    def _reset(self, slots: np.ndarray, now: float) -> None:
         if len(slots):
             self.slab[slots] = self._init_row
             self.messages[slots] = 0
+            self.last_seen[slots] = now
             self.topic_id[slots] = NONE
             self.partition[slots] = NONE
             self.offset[slots] = NONE
