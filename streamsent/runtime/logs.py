@@ -38,5 +38,5 @@ def configure_logging(mode: Literal["json", "text", "rich"], console: Any = None
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonLinesFormatter() if mode == "json" else logging.Formatter(_TEXT_FORMAT))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[handler])  # a no-op where logging is set up already (tests)
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python narrates every connection at INFO
