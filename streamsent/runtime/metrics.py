@@ -285,7 +285,7 @@ class Metrics:
 
 def top_words(words: Sequence[str], word_attention: Sequence[Sequence[float]],
               sentence_attention: Sequence[float] | None = None, k: int = 3) -> tuple[str, ...]:
-    """The `k` distinct words a document's attention weighs most.
+    """The `k` distinct words a document's attention weighs most (single ASCII characters left out).
 
     `word_attention` is per sentence (normalised within its pooling sequence) and `words` the document's tokens
     flattened in the same order; a word's weight in the document is its word attention times its sentence's
@@ -299,8 +299,9 @@ def top_words(words: Sequence[str], word_attention: Sequence[Sequence[float]],
         w = w * np.repeat(np.asarray(sentence_attention, np.float64), sizes)
     out: list[str] = []
     for i in np.argsort(-w, kind="stable"):
-        if words[i] not in out:
-            out.append(words[i])
+        word = words[i]
+        if word not in out and not (len(word) == 1 and word.isascii()):  # "a", "i", "5" explain nothing
+            out.append(word)
             if len(out) == k:
                 break
     return tuple(out)

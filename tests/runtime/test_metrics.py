@@ -90,6 +90,7 @@ def test_top_words_weigh_words_by_their_sentence():
     assert top_words(words, [[0.9, 0.1], [0.7, 0.3]], [0.1, 0.9], k=2) == ("awful", "plot")
     assert top_words(words, [[0.9, 0.1], [0.7, 0.3]], None, k=2) == ("good", "awful")
     assert top_words(words, [[1.0]], None) == ()  # misaligned: nothing rather than wrong words
+    assert top_words(["a", "gem", "i", "😍"], [[0.4, 0.2, 0.3, 0.1]], k=2) == ("gem", "😍")
 
 
 def test_latency_buckets_follow_prometheus_le():
