@@ -7,9 +7,11 @@ reviews as they are, "tweet" are their first sentence(s), about 20 words. They a
 into N messages `{"doc_id", "text"}`, key = doc_id, on an embedded Tansu broker (memory only), 3 partitions.
 For each size, side by side:
 
-(a) client ceiling: kafka-python alone, no model. A consumer with the pipeline's consumer-group settings reads
-    topic A (pre-produced), a producer with the Kafka sink's settings sends every value to topic B; one flush and
-    one commit at the end (no per-batch waits: the most this client does on this machine). msgs/s.
+(a) client ceiling: the Kafka client alone (`[source] client`: confluent-kafka by default, or kafka-python; with
+    confluent-kafka, kafka-python's ceiling is measured once more for comparison), no model. A consumer with the
+    pipeline's consumer-group settings reads topic A (pre-produced), a producer with the Kafka sink's settings
+    sends every value to topic B; one flush and one commit at the end (no per-batch waits: the most this client
+    does on this machine). msgs/s.
 (b) model alone: `Model.predict` on the same texts in batches of `max_docs`, tokenisation included, on a non-main
     thread as the pipeline's scorer runs it (see `in_thread`: with Numba's OpenMP layer, which thread runs the
     model changes its speed several-fold on a busy machine). docs/s.
@@ -55,6 +57,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import confluent_kafka
 import kafka
 import kafka.record.util as kafka_crc
 import numba
@@ -176,7 +179,65 @@ def span_rate(timestamps_ms: Sequence[int]) -> float:
 # (a) the client ceiling
 # ---------------------------------------------------------------------------------------------------------------
 def client_ceiling(broker: EmbeddedBroker, msgs: Sequence[Message], partitions: int,
-                   commit_every: int | None = None, cpu: list[float] | None = None) -> float:
+                   commit_every: int | None = None, cpu: list[float] | None = None, client: str | None = None) -> float:
+    """msgs/s of consume A -> produce B with the Kafka client alone: the configured one (`[source] client`), or
+    `client`. See `_ceiling_kafka_python` for the arguments."""
+    cfg = bench_config(broker.bootstrap, "i", "o", "g")
+    if (client or cfg.source.client) == "confluent":
+        return _ceiling_confluent(broker, msgs, partitions, commit_every, cpu)
+    return _ceiling_kafka_python(broker, msgs, partitions, commit_every, cpu)
+
+
+def _ceiling_confluent(broker: EmbeddedBroker, msgs: Sequence[Message], partitions: int,
+                       commit_every: int | None = None, cpu: list[float] | None = None) -> float:
+    """As `_ceiling_kafka_python`, with confluent-kafka and the settings the pipeline gives it."""
+    from confluent_kafka import Consumer, Producer
+
+    a, b = fresh_topics(broker, partitions, "ceil-in", "ceil-out")
+    produce_all(broker.bootstrap, a, msgs)
+    cfg = bench_config(broker.bootstrap, a, b, f"bench-ceiling-{uuid.uuid4().hex[:8]}")
+    consumer = Consumer(cfg.source.confluent_consumer_conf(broker.bootstrap))
+    consumer.subscribe([a])
+    producer = Producer({**cfg.sinks[0].confluent_producer_conf(), "partitioner": "murmur2_random",
+                         "delivery.report.only.error": True})
+    wait_s, max_records = cfg.batch.max_wait_ms / 1000, cfg.source.max_poll_records
+    try:
+        n = pending = 0
+        cpu0 = None
+        deadline = time.monotonic() + 120
+        while n < len(msgs) and time.monotonic() < deadline:
+            batch = consumer.consume(max_records, wait_s)
+            if batch:
+                cpu0 = time.process_time() if cpu0 is None else cpu0
+            for m in batch:
+                if m.error() is not None:
+                    continue
+                while True:
+                    try:
+                        producer.produce(b, m.value(), m.key())
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+                n += 1
+                pending += 1
+                if commit_every is not None and pending >= commit_every:
+                    producer.flush()
+                    consumer.commit(asynchronous=False)
+                    pending = 0
+        producer.flush()
+        consumer.commit(asynchronous=False)
+        if cpu is not None and cpu0 is not None:
+            cpu.append((time.process_time() - cpu0) / len(msgs) * 1e6)
+    finally:
+        consumer.close()
+    out = read_topic(broker.bootstrap, b, partitions, len(msgs))
+    if len(out) != len(msgs):
+        raise RuntimeError(f"client ceiling: {len(out)} of {len(msgs)} messages arrived in the output topic")
+    return span_rate([m.timestamp for m in out])
+
+
+def _ceiling_kafka_python(broker: EmbeddedBroker, msgs: Sequence[Message], partitions: int,
+                          commit_every: int | None = None, cpu: list[float] | None = None) -> float:
     """msgs/s of consume A -> produce B with kafka-python alone. `commit_every`: flush the producer and commit the
     consumer every that many messages (the pipeline's at-least-once cadence); None: once, at the end. `cpu` gets
     the CPU µs per message of this process (all threads) from the first records to the final flush."""
@@ -663,7 +724,9 @@ def main() -> None:
         f"{bat.max_docs}, max_tokens {bat.max_tokens}, max_wait_ms {bat.max_wait_ms}, queue_size {bat.queue_size}; "
         f"consumer: max_poll_records {src.max_poll_records}, fetch_max_bytes {src.fetch_max_bytes}, "
         f"max_partition_fetch_bytes {src.max_partition_fetch_bytes}; producer: acks {snk.acks}, linger_ms "
-        f"{snk.linger_ms}, compression {snk.compression}",
+        f"{snk.linger_ms}, compression {snk.compression}; Kafka client: {src.client}"
+        + (f" (confluent-kafka {confluent_kafka.version()[0]}, librdkafka {confluent_kafka.libversion()[0]})"
+           if src.client == "confluent" else ""),
         "documents: " + "; ".join(
             f"{s}: {n_msgs[s]} messages cycling {len(d)} sample docs, "
             f"{statistics.mean(len(x['text'].split()) for x in d):.0f} words avg" for s, d in docs.items())
@@ -672,8 +735,9 @@ def main() -> None:
     ]
     for line in lines:
         print(line, flush=True)
-    table = ["", "| size | client ceiling msgs/s | model alone docs/s | pipeline docs/s (max) | pipeline ÷ min(a, b) "
-             "| offered rate msgs/s | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    table = ["", f"| size | client ceiling ({src.client}) msgs/s | model alone docs/s | pipeline docs/s (max) | "
+             "pipeline ÷ min(a, b) | offered rate msgs/s | p50 ms | p99 ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     notes: list[str] = []
     diag: list[str] = []
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
@@ -689,6 +753,9 @@ def main() -> None:
                 print(f"  {size} repeat {r + 1}: a {runs['a'][-1]:,.0f} msgs/s, b {runs['b'][-1]:,.0f} docs/s, "
                       f"c {runs['c'][-1]:,.0f} docs/s", flush=True)
             a, b, c = (_med(runs[k]) for k in "abc")
+            if src.client != "kafka-python":
+                kp = client_ceiling(broker, msgs, args.partitions, client="kafka-python")
+                notes.append(f"{size}: kafka-python's ceiling in the same run, for comparison: {kp:,.0f} msgs/s")
             rate = args.offered * (min(a, b) if args.offered_of == "min-ab" else c)
             lat_msgs = messages(docs[size], max(1, int(rate * duration)), f"{size}-lat")
             warm = messages(docs[size], bat.max_docs, "warm")

@@ -2,6 +2,8 @@
 
 - `STREAMSENT_TEST_BROKERS` — comma-separated embedded backends to run against (default "tansu,noida").
 - `STREAMSENT_TEST_BOOTSTRAP` — "host:port" of an external broker; adds an "external" parameter.
+- `STREAMSENT_TEST_CLIENTS` — comma-separated Kafka clients to run the client tests with (default
+  "confluent,kafka-python").
 A backend whose wheel is not installed is skipped with the pip command that fixes it.
 """
 
@@ -53,3 +55,14 @@ def fresh_topic(broker: BrokerUnderTest, request: pytest.FixtureRequest) -> Call
 def fast_group() -> dict[str, Any]:
     """Consumer kwargs for quick group joins, plus a unique group id."""
     return {**FAST_GROUP, "group_id": f"g-{uuid.uuid4().hex[:8]}"}
+
+
+def _clients() -> list[str]:
+    return [n.strip() for n in os.environ.get("STREAMSENT_TEST_CLIENTS", "confluent,kafka-python").split(",")
+            if n.strip()]
+
+
+@pytest.fixture(params=_clients())
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """The `client` setting of the Kafka source and sinks under test: each client test runs once per client."""
+    return request.param

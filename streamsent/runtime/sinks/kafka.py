@@ -1,7 +1,10 @@
 """Kafka sinks: scored rows (JSON, key = doc_id) and dead letters (envelope JSON, key = the original key).
 
-Durability: `write` hands each message to kafka-python's `KafkaProducer` and keeps its send future; `flush()`
-calls `producer.flush()` and then checks every future since the last flush, so it returns only when the broker
+The producer is confluent-kafka's (`confluent.py`, the default) or kafka-python's (`_Delivery` below), as
+`client` says; both keep the contract described here for kafka-python.
+
+Durability: `write` hands each message to kafka-python's `KafkaProducer` and keeps its send future; `flush()` calls
+`producer.flush()` and then checks every future since the last flush, so it returns only when the broker
 acknowledged all of them (as `acks` asks: with `acks = 0` nothing is acknowledged and "sent" is all it means) and
 raises `SinkError` if any send failed or the wait timed out. Then the rows since the last good flush are forgotten
 and the producer is replaced (see base and `_Delivery`): writing them again is the caller's job.
@@ -24,7 +27,7 @@ from kafka.errors import KafkaError
 from ..config import KafkaDeadLetterConfig, KafkaSinkConfig
 from ..records import DeadLetter
 from .base import Guard, SinkError, require_scored_columns
-from .rows import encode_json, row_objects
+from .rows import encode_json, encode_rows
 
 __all__ = ["KafkaDeadLetterSink", "KafkaSink"]
 
@@ -84,6 +87,10 @@ class _Delivery:
             self._reset()
             raise self.guard.error("send failed", exc) from exc
 
+    def send_many(self, topic: str, keys: list[bytes | None], values: list[bytes]) -> None:
+        for key, value in zip(keys, values, strict=True):
+            self.send(topic, key, value)
+
     def flush(self) -> None:
         self.guard.check()
         if self._abandoned:
@@ -125,26 +132,38 @@ class _Delivery:
             log.warning("%s: %d producers still had sends in flight at close", self.guard.name, len(self._abandoned))
 
 
+def _delivery(cfg: KafkaSinkConfig | KafkaDeadLetterConfig, bootstrap: str | None,
+              overrides: Mapping[str, Any] | None, name: str, flush_timeout_s: float | None):
+    """The producer for `cfg.client`; `overrides` are that client's own settings (kafka-python kwargs or
+    librdkafka's dotted names)."""
+    if cfg.client == "confluent":
+        from .confluent import ConfluentDelivery
+
+        return ConfluentDelivery({**cfg.confluent_producer_conf(bootstrap), **(overrides or {})}, name,
+                                 flush_timeout_s)
+    return _Delivery({**cfg.producer_kwargs(bootstrap), **(overrides or {})}, name, flush_timeout_s)
+
+
 class KafkaSink:
     """Scored rows to a Kafka topic as JSON objects (see `rows`), message key = doc_id (UTF-8).
 
     `bootstrap` replaces the config's servers (the embedded broker's address for bootstrap = "embedded").
-    `producer_overrides` adds or replaces KafkaProducer settings the config has no key for (timeouts,
-    `enable_idempotence`); `flush_timeout_s` bounds one flush (None: until kafka-python's delivery timeout).
+    `producer_overrides` adds or replaces producer settings the config has no key for (timeouts, idempotence), in
+    the configured client's own names; `flush_timeout_s` bounds one flush (None: until the delivery timeout).
     """
 
     def __init__(self, cfg: KafkaSinkConfig, *, bootstrap: str | None = None, labels: tuple[str, ...] = (),
                  producer_overrides: Mapping[str, Any] | None = None, flush_timeout_s: float | None = None) -> None:
         self.topic = cfg.topic
         self.labels = labels
-        kwargs = {**cfg.producer_kwargs(bootstrap), **(producer_overrides or {})}
-        self._delivery = _Delivery(kwargs, f"kafka sink (topic {cfg.topic!r})", flush_timeout_s)
+        self._delivery = _delivery(cfg, bootstrap, producer_overrides, f"kafka sink (topic {cfg.topic!r})",
+                                   flush_timeout_s)
 
     def write(self, rows: pa.Table) -> None:
         self._delivery.guard.check()
         require_scored_columns(rows, self._delivery.guard.name)
-        for obj in row_objects(rows, self.labels):
-            self._delivery.send(self.topic, str(obj["doc_id"]).encode("utf-8"), encode_json(obj).encode("utf-8"))
+        keys = [str(doc_id).encode("utf-8") for doc_id in rows.column("doc_id").to_pylist()]
+        self._delivery.send_many(self.topic, keys, encode_rows(rows, self.labels))
 
     def flush(self) -> None:
         self._delivery.flush()
@@ -165,8 +184,8 @@ class KafkaDeadLetterSink:
                  producer_overrides: Mapping[str, Any] | None = None, flush_timeout_s: float | None = None) -> None:
         self.topic = cfg.topic
         self.max_payload_bytes = cfg.max_payload_bytes
-        kwargs = {**cfg.producer_kwargs(bootstrap), **(producer_overrides or {})}
-        self._delivery = _Delivery(kwargs, f"kafka dead-letter sink (topic {cfg.topic!r})", flush_timeout_s)
+        self._delivery = _delivery(cfg, bootstrap, producer_overrides,
+                                   f"kafka dead-letter sink (topic {cfg.topic!r})", flush_timeout_s)
 
     def _value(self, letter: DeadLetter) -> bytes:
         envelope = letter.envelope(self.max_payload_bytes)

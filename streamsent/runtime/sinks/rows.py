@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["encode_json", "row_objects", "text_lines"]
+__all__ = ["encode_json", "encode_rows", "row_objects", "text_lines"]
 
 _COORDINATES = ("topic", "partition", "offset", "file", "row")
 _FIXED = ("doc_id", "key", "label", "score", "probs", "model")
@@ -99,6 +99,65 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 def encode_json(obj: dict[str, Any]) -> str:
     """Compact, strict JSON; non-ASCII text stays UTF-8 (readable and smaller than \\u escapes)."""
     return _ENCODER.encode(obj)
+
+
+_STRING = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring  # what _ENCODER uses for str
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "null" if value is None or not math.isfinite(value) else repr(round(value, digits))
+
+
+def encode_rows(rows: pa.Table, labels: Sequence[str] = ()) -> list[bytes]:
+    """`encode_json(obj).encode()` for every `obj` of `row_objects(rows, labels)`, byte for byte, but built column
+    by column.
+
+    The Kafka sink writes one message per scored document, and for short documents building a dict per row and
+    running the generic encoder was a large share of the per-document Python work (docs/bench-pipeline.md).
+    Rows with extra input fields, and tables with other columns, take the generic path.
+    """
+    labels = tuple(labels)
+    if any(name not in _RESERVED and name != "extra" for name in rows.column_names) or not labels:
+        return [encode_json(o).encode("utf-8") for o in row_objects(rows, labels)]
+    n = rows.num_rows
+    string, num = _STRING, _num
+
+    def col(name: str) -> list[Any] | None:
+        return rows.column(name).to_pylist() if name in rows.column_names else None
+
+    def strings(name: str) -> list[str]:
+        values = col(name)
+        return ["null"] * n if values is None else ["null" if v is None else string(v) for v in values]
+
+    heads = [f"{_STRING(name)}:" for name in labels]
+    probs = []
+    for i, p in enumerate(col("probs") or [None] * n):
+        if p is None:
+            probs.append("null")
+        elif len(p) != len(labels):
+            raise ValueError(f"row {i} has {len(p)} probabilities but the model has {len(labels)} labels "
+                             f"{list(labels)}")
+        else:
+            probs.append("{" + ",".join([h + num(v, 6) for h, v in zip(heads, p, strict=True)]) + "}")
+    score = [num(v, 6) for v in col("score") or [None] * n]
+    latency = [num(v, 3) for v in col("latency_ms") or [None] * n]
+    tails = [""] * n  # the non-null coordinates, then latency
+    for name in _COORDINATES:
+        values = col(name)
+        if values is not None:
+            head = f',"{name}":'
+            tails = [t if v is None else t + head + (string(v) if isinstance(v, str) else str(v))
+                     for t, v in zip(tails, values, strict=True)]
+    out = [f'{{"doc_id":{d},"key":{k},"label":{lab},"score":{sc},"probs":{p},"model":{m}{t},"latency_ms":{lat}}}'
+           .encode()
+           for d, k, lab, sc, p, m, t, lat in zip(strings("doc_id"), strings("key"), strings("label"), score, probs,
+                                                 strings("model"), tails, latency, strict=True)]
+    extra = col("extra")
+    if extra is not None:
+        for i, e in enumerate(extra):
+            if e is not None and e != "{}":
+                out[i] = encode_json(next(row_objects(rows.slice(i, 1), labels))).encode("utf-8")
+    return out
 
 
 def _snippet(text: str) -> str:

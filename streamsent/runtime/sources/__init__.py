@@ -1,5 +1,6 @@
 """Where input comes from: a Kafka consumer group, or Parquet / Arrow IPC / JSON-lines files.
 
+Kafka is read with confluent-kafka (`ConfluentSource`, the default `client`) or kafka-python (`KafkaSource`).
 Every source follows the `Source` protocol (`poll`, `exhausted`, `commit`, rebalance handlers, `lag`,
 `assignment`, `close`) and hands over `Record`s; `build_source` picks one from the `[source]` config.
 """
@@ -20,6 +21,10 @@ _FILE_SOURCES = {"parquet": ParquetSource, "arrow": ArrowSource, "jsonl": JsonlS
 def build_source(cfg: SourceConfig, *, bootstrap: str | None = None) -> Source:
     """The source for a `[source]` section; `bootstrap` replaces `"embedded"` with the started broker's address."""
     if isinstance(cfg, KafkaSourceConfig):
+        if cfg.client == "confluent":
+            from .confluent import ConfluentSource
+
+            return ConfluentSource(cfg, bootstrap)
         return KafkaSource(cfg, bootstrap)
     if isinstance(cfg, FileSourceConfig):
         return _FILE_SOURCES[cfg.type](cfg)

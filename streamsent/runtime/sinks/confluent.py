@@ -1,0 +1,94 @@
+"""Delivery through confluent-kafka (librdkafka): the fast client behind the Kafka sinks (`client = "confluent"`).
+
+Same contract as kafka-python's `_Delivery` in `kafka.py`: `send` queues, `flush` returns only when the broker
+acknowledged every message since the last flush (as `acks` asks) and raises `SinkError` otherwise, after which the
+caller writes the batch again (at-least-once: a message whose acknowledgement was lost may arrive twice).
+
+Delivery reports are asked for failures only (`delivery.report.only.error`), so a successful message costs no
+Python callback. Keys are partitioned with `murmur2_random`, the Java client's (and kafka-python's) partitioner,
+so a doc_id lands on the same partition whichever client wrote it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from ..sources.confluent import librdkafka_logger
+from .base import Guard, SinkError
+
+__all__ = ["ConfluentDelivery"]
+
+log = logging.getLogger(__name__)
+
+
+class ConfluentDelivery:
+    """A librdkafka producer plus the failures reported since the last flush."""
+
+    def __init__(self, conf: dict[str, Any], name: str, flush_timeout_s: float | None) -> None:
+        self.guard = Guard(name)
+        self.max_request_size = int(conf.get("message.max.bytes", 1_048_576))
+        self.flush_timeout_s = flush_timeout_s
+        self._failed: list[KafkaError] = []
+        self._conf = {"partitioner": "murmur2_random", "delivery.report.only.error": True,
+                      "logger": librdkafka_logger(), **conf, "on_delivery": self._on_delivery}
+        try:
+            self._producer = Producer(self._conf)
+        except KafkaException as exc:
+            raise SinkError(f"{name}: cannot start a Kafka producer for {conf.get('bootstrap.servers')}: {exc}") \
+                from exc
+
+    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            self._failed.append(err)
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.guard.check()
+        if len(value) + len(key or b"") > self.max_request_size:
+            raise self.guard.error("send failed", SinkError(
+                f"a {len(value)}-byte message is over message.max.bytes = {self.max_request_size}"))
+        while True:
+            try:
+                self._producer.produce(topic, value, key)
+                return
+            except BufferError:  # librdkafka's queue is full: let it drain (serves delivery reports too)
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                raise self.guard.error("send failed", exc) from exc
+
+    def send_many(self, topic: str, keys: list[bytes | None], values: list[bytes]) -> None:
+        """`send` for each (key, value), without the per-call checks: the sink's hot loop."""
+        self.guard.check()
+        produce, limit = self._producer.produce, self.max_request_size
+        for key, value in zip(keys, values, strict=True):
+            if len(value) + len(key or b"") > limit:
+                self.send(topic, key, value)  # raises the clear error
+            try:
+                produce(topic, value, key)
+            except BufferError:
+                self.send(topic, key, value)  # waits for room
+
+    def flush(self) -> None:
+        self.guard.check()
+        left = self._producer.flush(-1 if self.flush_timeout_s is None else self.flush_timeout_s)
+        if left:  # drop what is still queued (the caller writes it again), so retries do not pile up behind it
+            self._producer.purge(in_queue=True, in_flight=False)
+            self._producer.poll(0)  # serves the purged messages' reports
+            self._failed.clear()
+            raise self.guard.error(f"{left} sends not acknowledged within {self.flush_timeout_s} s",
+                                   TimeoutError("flush timed out"))
+        if self._failed:
+            first, n = self._failed[0], len(self._failed)
+            self._failed.clear()
+            log.error("%s: %d sends failed; first: %s", self.guard.name, n, first.str())
+            raise self.guard.error(f"{n} sends failed", KafkaException(first))
+
+    def close(self) -> None:
+        self.guard.close_with(self.flush, self._release)
+
+    def _release(self) -> None:
+        left = self._producer.flush(0)
+        if left:
+            log.warning("%s: %d messages still in flight at close", self.guard.name, left)
