@@ -188,18 +188,31 @@ def client_ceiling(broker: EmbeddedBroker, msgs: Sequence[Message], partitions: 
     return _ceiling_kafka_python(broker, msgs, partitions, commit_every, cpu)
 
 
+def _commit_stored(consumer) -> None:
+    """Commit the consumed positions; nothing new since the last commit is not an error here."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._NO_OFFSET:
+            raise
+
+
 def _ceiling_confluent(broker: EmbeddedBroker, msgs: Sequence[Message], partitions: int,
                        commit_every: int | None = None, cpu: list[float] | None = None) -> float:
     """As `_ceiling_kafka_python`, with confluent-kafka and the settings the pipeline gives it."""
     from confluent_kafka import Consumer, Producer
 
+    from streamsent.runtime.sources.confluent import librdkafka_logger
+
     a, b = fresh_topics(broker, partitions, "ceil-in", "ceil-out")
     produce_all(broker.bootstrap, a, msgs)
     cfg = bench_config(broker.bootstrap, a, b, f"bench-ceiling-{uuid.uuid4().hex[:8]}")
-    consumer = Consumer(cfg.source.confluent_consumer_conf(broker.bootstrap))
+    consumer = Consumer({**cfg.source.confluent_consumer_conf(broker.bootstrap), "logger": librdkafka_logger()})
     consumer.subscribe([a])
     producer = Producer({**cfg.sinks[0].confluent_producer_conf(), "partitioner": "murmur2_random",
-                         "delivery.report.only.error": True})
+                         "delivery.report.only.error": True, "logger": librdkafka_logger()})
     wait_s, max_records = cfg.batch.max_wait_ms / 1000, cfg.source.max_poll_records
     try:
         n = pending = 0
@@ -222,10 +235,10 @@ def _ceiling_confluent(broker: EmbeddedBroker, msgs: Sequence[Message], partitio
                 pending += 1
                 if commit_every is not None and pending >= commit_every:
                     producer.flush()
-                    consumer.commit(asynchronous=False)
+                    _commit_stored(consumer)
                     pending = 0
         producer.flush()
-        consumer.commit(asynchronous=False)
+        _commit_stored(consumer)
         if cpu is not None and cpu0 is not None:
             cpu.append((time.process_time() - cpu0) / len(msgs) * 1e6)
     finally:
@@ -304,6 +317,9 @@ def in_thread(fn: Callable, *args):
 
 
 def _model_alone(model, texts: list[str], max_docs: int, cpu: list[float] | None = None) -> float:
+    threads = bench_config("127.0.0.1:9092", "i", "o", "g").model.threads
+    if threads:  # as the pipeline's scorer does (per thread)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     model.predict(texts[:max_docs], batch_size=max_docs)  # compile / warm
     t, c = time.perf_counter(), time.process_time()
     model.predict(texts, batch_size=max_docs)
@@ -336,7 +352,7 @@ def build_pipeline(cfg: PipelineConfig, model, bootstrap: str, sink_wrap: Callab
     fields = DocFields(src.doc_id_field, src.text_field, src.tokens_field, "key")
     pipe = Pipeline(source_wrap(source) if source_wrap else source, model, [sink_wrap(sink) if sink_wrap else sink],
                     MemoryDeadLetterSink(), max_docs=snk.max_docs, max_tokens=snk.max_tokens,
-                    max_wait_ms=snk.max_wait_ms, queue_size=snk.queue_size, fields=fields)
+                    max_wait_ms=snk.max_wait_ms, queue_size=snk.queue_size, fields=fields, threads=cfg.model.threads)
     return pipe, [sink, source]
 
 
@@ -613,8 +629,9 @@ class Instruments:
                 self._sample()
 
         sampler = threading.Thread(target=loop, name="bench-cpu", daemon=True)
-        original = pipeline_module.score_docs
-        pipeline_module.score_docs = self._timed(lambda _: "score_docs", original)
+        originals = {name: getattr(pipeline_module, name) for name in ("score_docs",)}
+        for name, fn in originals.items():
+            setattr(pipeline_module, name, self._timed(lambda _, n=name: n, fn))
         self._sample()
         sampler.start()
         try:
@@ -622,7 +639,8 @@ class Instruments:
         finally:
             stop.set()
             sampler.join()
-            pipeline_module.score_docs = original
+            for name, fn in originals.items():
+                setattr(pipeline_module, name, fn)
         self.span = self._t_end - (self._t0 or self._t_end)
         end = getattr(self, "_cpu_end", {})
         for key, cpu in end.items():
@@ -692,6 +710,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="also write the tables (markdown) here")
     ap.add_argument("--model-alone-only", metavar="SIZE:N:MAX_DOCS", help=argparse.SUPPRESS)  # diagnostics' child
     args = ap.parse_args()
+    # as `streamsent run` does (run_pipeline), before the first parallel kernel: (b) and (c) run the same settings
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    if os.environ.get("BENCH_SWITCH"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     if args.model_alone_only:
         size, n, max_docs = args.model_alone_only.split(":")
         probe = bench_config("127.0.0.1:9092", "i", "o", "g")

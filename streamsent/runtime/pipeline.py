@@ -53,8 +53,9 @@ class Pipeline:
                  max_tokens: int = 65_536, max_wait_ms: int = 50, queue_size: int = 4,
                  fields: DocFields | None = None, max_message_bytes: int = 1_048_576,
                  on_batch: Callable[[MicroBatch, object], None] | None = None,
-                 commit_interval_s: float = 0.5, metrics: Metrics | None = None) -> None:
+                 commit_interval_s: float = 0.5, metrics: Metrics | None = None, threads: int = 0) -> None:
         self.source, self.model, self.sinks, self.dead_letter = source, model, list(sinks), dead_letter
+        self.threads = threads  # Numba threads of the scorer; 0 = Numba's default (all cores)
         self.fields, self.max_message_bytes = fields or DocFields(), max_message_bytes
         self.batcher = MicroBatcher(max_docs, max_tokens, max_wait_ms)
         self.stats = PipelineStats()
@@ -183,6 +184,10 @@ class Pipeline:
     # -- worker threads ----------------------------------------------------------------------------------------
     def _score_loop(self) -> None:
         try:
+            if self.threads:  # numba.set_num_threads is per thread: it must be called on the thread that scores
+                import numba
+
+                numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
             while (batch := self._to_score.get()) is not _STOP:
                 t = time.perf_counter()
                 rows, refused = score_docs(self.model, batch.docs, attention=self._attention) if batch.docs \

@@ -109,10 +109,6 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
         # parallel kernel of the process; an explicit OMP_WAIT_POLICY wins.
         os.environ.setdefault("OMP_WAIT_POLICY", "passive")
         model = load_model(cfg.model.path, device=cfg.model.device)
-        if cfg.model.threads:
-            import numba
-
-            numba.set_num_threads(cfg.model.threads)
         src = cfg.source
         source = build_source(src, bootstrap=bootstrap)
         stack.callback(source.close)
@@ -133,7 +129,7 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
             stack.enter_context(serve(metrics, cfg.metrics.host, cfg.metrics.port))
         pipeline = Pipeline(source, model, sinks, dead, max_docs=cfg.batch.max_docs, max_tokens=cfg.batch.max_tokens,
                             max_wait_ms=cfg.batch.max_wait_ms, queue_size=cfg.batch.queue_size, fields=fields,
-                            on_batch=on_batch, metrics=metrics)
+                            on_batch=on_batch, metrics=metrics, threads=cfg.model.threads)
         if dashboard is not None:
             from .dashboard import Dashboard
 
