@@ -397,18 +397,25 @@ def pipeline_max(broker: EmbeddedBroker, model, msgs: Sequence[Message], partiti
 
 def _offer(bootstrap: str, topic: str, msgs: list[Message], rate: float, result) -> None:
     """Child process: send `msgs` at `rate` msgs/s (message i at t0 + i / rate); report the rate achieved."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=1,
-                             client_id="bench-offer")
-    producer.partitions_for(topic)  # metadata before the clock starts
+    # confluent-kafka: the load generator shares the 2 cores with the system under test, so it should cost little
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "client.id": "bench-offer",
+                         "partitioner": "murmur2_random"})
+    producer.list_topics(topic, timeout=10)  # metadata before the clock starts
     t0 = time.perf_counter() + 0.01
     for i, (key, value) in enumerate(msgs):
         ahead = t0 + i / rate - time.perf_counter()
         if ahead > 0.0005:
             time.sleep(ahead)
-        producer.send(topic, key=key, value=value)
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.01)
     took = time.perf_counter() - t0
-    producer.flush()
-    producer.close()
+    producer.flush(60)
     result.put(len(msgs) / took)
 
 
@@ -416,25 +423,28 @@ def _collect(bootstrap: str, topic: str, partitions: int, n: int, skip: str, pat
     """Child process: read the output topic until `n` scored messages (doc_id not starting with `skip`) arrived;
     write [input partition, input offset, receive ms, output CreateTime ms, the row's latency_ms] for each to
     `path` (JSON)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             fetch_max_wait_ms=20, client_id="bench-collect")
-    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
-    consumer.seek_to_beginning()
+    from confluent_kafka import OFFSET_BEGINNING, Consumer
+    from confluent_kafka import TopicPartition as TP
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-collect", "enable.auto.commit": False,
+                         "fetch.wait.max.ms": 20, "client.id": "bench-collect"})
+    consumer.assign([TP(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     rows: list[tuple[int, int, float, int, float]] = []
     deadline = time.monotonic() + timeout_s
     first = True
     while len(rows) < n and time.monotonic() < deadline:
-        batches = consumer.poll(timeout_ms=100)
+        batch = consumer.consume(1000, 0.1)
         now_ms = time.time() * 1000
-        for batch in batches.values():
-            for m in batch:
-                obj = json.loads(m.value)
-                if not obj["doc_id"].startswith(skip):
-                    rows.append((obj["partition"], obj["offset"], now_ms, m.timestamp, obj["latency_ms"]))
+        for m in batch:
+            if m.error() is not None:
+                continue
+            obj = json.loads(m.value())
+            if not obj["doc_id"].startswith(skip):
+                rows.append((obj["partition"], obj["offset"], now_ms, m.timestamp()[1], obj["latency_ms"]))
         if first:
             ready.set()
             first = False
-    consumer.close(autocommit=False)
+    consumer.close()
     Path(path).write_text(json.dumps(rows))
 
 

@@ -87,7 +87,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert isinstance(src, KafkaSourceConfig)
     assert (src.group_id, src.auto_offset_reset, src.max_poll_records) == ("streamsent", "earliest", 500)
     assert (cfg.model.path, cfg.model.device) == ("default", "auto")
-    assert (cfg.batch.max_docs, cfg.batch.max_tokens, cfg.batch.max_wait_ms) == (256, 65_536, 50)
+    assert (cfg.batch.max_docs, cfg.batch.max_tokens, cfg.batch.max_wait_ms) == (1024, 65_536, 50)
     assert cfg.dead_letter == JsonlDeadLetterConfig(path="dead-letter.jsonl")
     assert (cfg.state.max_keys, cfg.state.ttl_s, cfg.state.dir) == (100_000, 3600.0, None)
     assert (cfg.metrics.port, cfg.metrics.dashboard) == (0, "auto")
@@ -398,7 +398,7 @@ def test_load_config_reads_os_environ_by_default(tmp_path: Path, monkeypatch: py
     (tmp_path / "p.toml").write_text(KAFKA)
     monkeypatch.setenv("STREAMSENT__BATCH__MAX_DOCS", "9")
     assert load_config(tmp_path / "p.toml").batch.max_docs == 9
-    assert load_config(tmp_path / "p.toml", environ=None).batch.max_docs == 256
+    assert load_config(tmp_path / "p.toml", environ=None).batch.max_docs == 1024
 
 
 @pytest.mark.parametrize(("env", "expected"), [
