@@ -722,8 +722,6 @@ def main() -> None:
     args = ap.parse_args()
     # as `streamsent run` does (run_pipeline), before the first parallel kernel: (b) and (c) run the same settings
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    if os.environ.get("BENCH_SWITCH"):
-        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     if args.model_alone_only:
         size, n, max_docs = args.model_alone_only.split(":")
         probe = bench_config("127.0.0.1:9092", "i", "o", "g")
