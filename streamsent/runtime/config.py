@@ -12,7 +12,7 @@ Sections (defaults in the dataclasses below; `configs/*.toml` are worked example
     [batch]        max_docs, max_tokens, max_wait_ms: a batch closes at whichever comes first
     [[sink]]       type = "kafka" | "parquet" | "jsonl" | "stdout"    (one or more, required)
     [dead_letter]  type = "jsonl" | "kafka"   (default: jsonl file dead-letter.jsonl)
-    [state]        carried state per key: max_keys, ttl_s, dir
+    [state]        conversations: enabled, max_keys, ttl_s, dir, checkpoint_interval_s, changelog
     [metrics]      port (0 = no /metrics), dashboard = true | false | "auto"
     [embedded]     an embedded broker for a kafka source with bootstrap = "embedded" (the quickstart)
 
@@ -328,11 +328,26 @@ DeadLetterConfig = KafkaDeadLetterConfig | JsonlDeadLetterConfig
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class StateConfig:
-    """Per-key carried state (paragraph / hierarchical streams)."""
+    """Conversations: messages that share a key continue one running score (docs/design.md, "State").
 
+    Off unless `enabled`: each message is then scored on its own. On, the model must be able to carry state
+    (composition "paragraph", or "hierarchical" with a unidirectional document encoder); `streamsent run` refuses
+    any other with an error naming [state]."""
+
+    enabled: bool = False
     max_keys: int = _opt(100_000, ge=1)  # least recently used keys are dropped beyond this
     ttl_s: float = _opt(3600.0, ge=0)  # a key idle this long starts afresh; 0 = never expires
-    dir: Path | None = None  # checkpoint directory (with the offsets); none = memory only
+    dir: Path | None = None  # checkpoint directory (state + the offsets committed with it); none = memory only
+    # how often state is checkpointed to `dir`; offsets are committed together with each checkpoint (never
+    # ahead of it), so this also bounds the messages re-delivered after a crash
+    checkpoint_interval_s: float = _opt(1.0, gt=0)
+    # a compacted Kafka topic per source topic (<group_id>-<topic>-state-changelog), so state follows a partition
+    # to another worker on a rebalance; auto = on for a kafka source
+    changelog: bool | Literal["auto"] = _opt("auto", allowed='true, false or "auto"')
+    restore_timeout_s: float = _opt(60.0, gt=0)  # reading a partition's changelog back must take no longer
+
+    def uses_changelog(self, source: SourceConfig) -> bool:
+        return self.enabled and isinstance(source, KafkaSourceConfig) and self.changelog in (True, "auto")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -680,6 +695,7 @@ class _Loader:
                                                     "stdin; use jsonl or an Arrow IPC stream)")
         if emb is not None and emb.data_dir is not None and emb.broker == "tansu":
             raise self.bad("embedded.data_dir", str(emb.data_dir), 'no data_dir with broker = "tansu" (memory only)')
+        self._check_state(cfg)
 
         outputs: dict[str, str] = {}  # where each output goes -> the key that sends it there
         for i, sink in enumerate(cfg.sinks):
@@ -698,6 +714,20 @@ class _Loader:
             self._kafka_output(cfg, dlq, "dead_letter", outputs)
         elif dlq.path != "-":
             self._claim(outputs, f"file:{Path(dlq.path).resolve()}", "dead_letter.path", dlq.path)
+
+    def _check_state(self, cfg: PipelineConfig) -> None:
+        state, emb = cfg.state, cfg.embedded
+        if not state.enabled:
+            return
+        if state.changelog is True and not isinstance(cfg.source, KafkaSourceConfig):
+            raise self.bad("state.changelog", True, f'false or "auto" with a {cfg.source.type} source (a changelog '
+                                                    "follows Kafka partitions)")
+        if state.dir is not None and emb is not None and emb.data_dir is None:
+            # the checkpoint remembers offsets of topics that die with the broker; a fresh topic's offsets start at
+            # 0 again, and the state would take its messages for re-deliveries
+            raise self.bad("state.dir", str(state.dir), "no state dir with an embedded broker that keeps no data "
+                                                        '(set embedded.data_dir with broker = "noida", or remove '
+                                                        "state.dir)")
 
     def _kafka_output(self, cfg: PipelineConfig, out: KafkaSinkConfig | KafkaDeadLetterConfig, where: str,
                       outputs: dict[str, str]) -> None:

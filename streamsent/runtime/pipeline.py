@@ -8,6 +8,11 @@ dead-letter sink and flushes them. Only when a batch is durably written does the
 offsets; batches complete in order, so committed offsets only move forward. Before partitions are given up in
 a rebalance, and on SIGINT/SIGTERM, the pipeline drains: the open batch is closed, every batch in flight is
 written, offsets are committed.
+
+With conversation state (`state`, a `LiveState`), the scorer continues each key's running score instead of scoring
+messages alone; the writer hands each written batch's state changes to the changelog; every commit is preceded by
+a changelog flush and a checkpoint (a failed flush holds the commit back, like a sink outage); and the rebalance
+handlers move a partition's state with the partition.
 """
 
 from __future__ import annotations
@@ -19,13 +24,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from ..errors import StreamsentError
 from ..models.model import Model
 from .batcher import MicroBatch, MicroBatcher
 from .metrics import Metrics
 from .records import SCORED_COLUMNS, DocFields, decode_record
 from .scoring import score_docs
 from .sources.base import CommitError
+
+if TYPE_CHECKING:
+    from .state.live import LiveState
 
 __all__ = ["Pipeline", "PipelineStats"]
 
@@ -44,16 +54,18 @@ class PipelineStats:
     batches: int = 0
     commits: int = 0
     write_retries: int = 0
+    state_failures: int = 0  # changelog writes that failed (the commit waited for them)
     last_batch_ms: float = 0.0
     started: float = field(default_factory=time.time)
 
 
 class Pipeline:
-    def __init__(self, source, model: Model, sinks: Sequence, dead_letter, *, max_docs: int = 1024,
+    def __init__(self, source, model: Model, sinks: Sequence, dead_letter, *, max_docs: int = 256,
                  max_tokens: int = 65_536, max_wait_ms: int = 50, queue_size: int = 4,
                  fields: DocFields | None = None, max_message_bytes: int = 1_048_576,
                  on_batch: Callable[[MicroBatch, object], None] | None = None,
-                 commit_interval_s: float = 0.5, metrics: Metrics | None = None, threads: int = 0) -> None:
+                 commit_interval_s: float = 0.5, metrics: Metrics | None = None, threads: int = 0,
+                 state: LiveState | None = None) -> None:
         self.source, self.model, self.sinks, self.dead_letter = source, model, list(sinks), dead_letter
         self.threads = threads  # Numba threads of the scorer; 0 = Numba's default (all cores)
         self.fields, self.max_message_bytes = fields or DocFields(), max_message_bytes
@@ -63,6 +75,12 @@ class Pipeline:
         self.commit_interval_s = commit_interval_s  # bounds re-delivery after a crash, costs a round trip each
         self.metrics = metrics  # the dashboard's and /metrics' recorder: fed once per batch by the writer thread
         self._attention = metrics is not None and metrics.wants_attention
+        self.state = state  # conversation state (keyed running scores), or None: each message scored alone
+        self._columns = SCORED_COLUMNS  # what the sinks get: no attention columns, the state columns if any
+        if state is not None:
+            from .state.live import STATE_COLUMN_NAMES
+
+            self._columns = SCORED_COLUMNS + STATE_COLUMN_NAMES
         self._to_score: queue.Queue = queue.Queue(queue_size)
         self._to_write: queue.Queue = queue.Queue(queue_size)
         self._done: queue.Queue = queue.Queue()  # batches durably written, in order
@@ -73,7 +91,7 @@ class Pipeline:
         self._pending: dict[tuple[str, int], int] = {}  # next offsets of finished batches, not yet committed
         self._last_commit = time.monotonic()
         if hasattr(source, "set_rebalance_handlers"):
-            source.set_rebalance_handlers(self._on_revoke, lambda _tps: None, on_lost=self._on_lost)
+            source.set_rebalance_handlers(self._on_revoke, self._on_assign, on_lost=self._on_lost)
 
     # -- control -----------------------------------------------------------------------------------------------
     def stop(self, *_args: object) -> None:
@@ -114,6 +132,8 @@ class Pipeline:
                 if stop_after_idle_s is not None and seen_any and time.monotonic() - last_input > stop_after_idle_s:
                     break
             self._drain()
+            if self.state is not None:
+                self.state.close()  # final changelog flush and checkpoint
         finally:
             self._shutdown_threads()
         self._raise_if_failed()
@@ -152,6 +172,14 @@ class Pipeline:
             return
         nxt, self._pending = self._pending, {}
         self._last_commit = time.monotonic()
+        if self.state is not None:
+            try:  # the changelog and the checkpoint must cover what is committed
+                self.state.before_commit(nxt)
+            except StreamsentError as exc:  # the changelog is unreachable: commit nothing, try again later
+                self._pending = nxt
+                self.stats.state_failures += 1
+                log.warning("state not saved (%s); offsets not committed, will retry", exc)
+                return
         try:
             self.source.commit(nxt)
         except CommitError as exc:
@@ -175,11 +203,20 @@ class Pipeline:
         """Runs while the polling thread is blocked inside poll(), before the partitions are given up."""
         log.info("partitions %s are being revoked: draining and committing first", partitions)
         self._drain()
+        if self.state is not None:
+            self.state.revoked(partitions)
+
+    def _on_assign(self, partitions: list[tuple[str, int]]) -> None:
+        """Runs inside poll() before any record of the new partitions is returned: their state comes back first."""
+        if self.state is not None:
+            self.state.assigned(partitions)
 
     def _on_lost(self, partitions: list[tuple[str, int]]) -> None:
         """Partitions taken away without a chance to commit: finish writing; their commits will be refused."""
         log.warning("partitions %s were lost; their uncommitted records will be re-delivered", partitions)
         self._drain()
+        if self.state is not None:
+            self.state.lost(partitions)
 
     # -- worker threads ----------------------------------------------------------------------------------------
     def _score_loop(self) -> None:
@@ -190,11 +227,17 @@ class Pipeline:
                 numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
             while (batch := self._to_score.get()) is not _STOP:
                 t = time.perf_counter()
-                rows, refused = score_docs(self.model, batch.docs, attention=self._attention) if batch.docs \
-                    else (None, [])
+                changes = None
+                if not batch.docs:
+                    rows, refused = None, []
+                elif self.state is not None:
+                    result = self.state.score(batch.docs)
+                    rows, refused, changes = result.rows, result.letters, result.changes
+                else:
+                    rows, refused = score_docs(self.model, batch.docs, attention=self._attention)
                 batch.letters.extend(refused)
                 self.stats.last_batch_ms = (time.perf_counter() - t) * 1000
-                self._to_write.put((batch, rows, t))
+                self._to_write.put((batch, rows, t, changes))
         except BaseException as exc:  # noqa: BLE001 - surfaced on the polling thread
             self._fail(exc)
         finally:
@@ -203,11 +246,13 @@ class Pipeline:
     def _write_loop(self) -> None:
         try:
             while (item := self._to_write.get()) is not _STOP:
-                batch, rows, started = item
+                batch, rows, started, changes = item
                 # attention columns are for the dashboard, not the sinks
-                out = rows.select(SCORED_COLUMNS) if rows is not None and rows.num_columns > len(SCORED_COLUMNS) \
+                out = rows.select(self._columns) if rows is not None and rows.num_columns > len(self._columns) \
                     else rows
                 self._write_durably(batch, out)
+                if changes is not None:
+                    self._send_state(batch, changes)
                 self.stats.batches += 1
                 self.stats.docs_scored += 0 if rows is None else rows.num_rows
                 for letter in batch.letters:
@@ -239,6 +284,23 @@ class Pipeline:
                     raise
                 self.stats.write_retries += 1
                 log.warning("writing batch %d failed (%s); retrying in %.1f s", batch.seq, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _send_state(self, batch: MicroBatch, changes) -> None:
+        """Queue a written batch's state changes for the changelog; retried like a sink (the commit waits)."""
+        assert self.state is not None
+        delay = 0.2
+        while True:
+            try:
+                self.state.written(changes)
+                return
+            except Exception as exc:  # noqa: BLE001 - the changelog producer cannot take them now
+                if self._stop.is_set() and delay > 5:
+                    raise
+                self.stats.state_failures += 1
+                log.warning("queueing the state changes of batch %d failed (%s); retrying in %.1f s", batch.seq,
+                            exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

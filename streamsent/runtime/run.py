@@ -13,15 +13,25 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..models.model import load_model
-from .config import SAMPLES_DIR, FileSourceConfig, KafkaDeadLetterConfig, KafkaSinkConfig, PipelineConfig
+from .config import (
+    SAMPLES_DIR,
+    FileSourceConfig,
+    KafkaDeadLetterConfig,
+    KafkaSinkConfig,
+    KafkaSourceConfig,
+    PipelineConfig,
+)
 from .metrics import Metrics
 from .pipeline import Pipeline, PipelineStats
 from .records import DocFields
 
-__all__ = ["replay_into", "run_pipeline", "sample_file"]
+__all__ = ["check_state_model", "replay_into", "run_pipeline", "sample_file"]
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from ..models.model import Model
+    from .state.live import LiveState
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +52,8 @@ def replay_into(bootstrap: str, topic: str, path: Path, rate: float, stop: threa
                 id_suffix: str = "") -> int:
     """Produce a JSON-lines file into a topic, one message a line, at `rate` lines/s (0 = as fast as possible).
 
-    Messages are keyed by doc_id; `id_suffix` is appended to every doc_id (a later pass over the same file)."""
+    Messages are keyed by the line's `key` (a conversation; moved from the value to the message key) or else by its
+    doc_id; `id_suffix` is appended to every doc_id and key (a later pass over the same file)."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
@@ -57,10 +68,13 @@ def replay_into(bootstrap: str, topic: str, path: Path, rate: float, stop: threa
                     continue
                 try:
                     obj = json.loads(line)
-                    key = str(obj.get("doc_id", "")).encode() or None
+                    conversation = obj.pop("key", None)
+                    key = str(obj.get("doc_id", "") if conversation is None else conversation).encode() or None
                     if id_suffix and key is not None:
                         obj["doc_id"] = f"{obj['doc_id']}{id_suffix}"
-                        line, key = json.dumps(obj, ensure_ascii=False).encode(), (key.decode() + id_suffix).encode()
+                        key = (key.decode() + id_suffix).encode()
+                    if id_suffix or conversation is not None:
+                        line = json.dumps(obj, ensure_ascii=False).encode()
                 except (ValueError, AttributeError):
                     key = None  # sent as it is: the pipeline dead-letters it
                 producer.send(topic, value=line, key=key)
@@ -109,6 +123,9 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
         # parallel kernel of the process; an explicit OMP_WAIT_POLICY wins.
         os.environ.setdefault("OMP_WAIT_POLICY", "passive")
         model = load_model(cfg.model.path, device=cfg.model.device)
+        state = _live_state(cfg, model, bootstrap)  # before the source: a model that cannot carry state stops here
+        if state is not None and state.changelog is not None:
+            stack.callback(state.changelog.close)  # (closed already after a clean drain)
         src = cfg.source
         source = build_source(src, bootstrap=bootstrap)
         stack.callback(source.close)
@@ -129,7 +146,10 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
             stack.enter_context(serve(metrics, cfg.metrics.host, cfg.metrics.port))
         pipeline = Pipeline(source, model, sinks, dead, max_docs=cfg.batch.max_docs, max_tokens=cfg.batch.max_tokens,
                             max_wait_ms=cfg.batch.max_wait_ms, queue_size=cfg.batch.queue_size, fields=fields,
-                            on_batch=on_batch, metrics=metrics, threads=cfg.model.threads)
+                            on_batch=on_batch, metrics=metrics, threads=cfg.model.threads, state=state,
+                            # with a checkpoint dir, offsets are committed with each checkpoint
+                            commit_interval_s=cfg.state.checkpoint_interval_s if state is not None
+                            and cfg.state.dir is not None else 0.5)
         if dashboard is not None:
             from .dashboard import Dashboard
 
@@ -141,3 +161,52 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
         log.info("stopped after %.1f s: %d records, %d scored, dead letters %s, %d commits", time.time() - t0,
                  stats.records, stats.docs_scored, stats.dead_letters or "none", stats.commits)
         return stats
+
+
+def _live_state(cfg: PipelineConfig, model: Model, bootstrap: str | None) -> LiveState | None:
+    """The `[state]` section made real: the keyed scorer (refusing a model that cannot carry state), the checkpoint
+    restored from `dir`, and the changelog for a kafka source."""
+    st = cfg.state
+    if not st.enabled:
+        return None
+    from .state import KeyedScorer
+    from .state.live import LiveState
+
+    try:
+        scorer = KeyedScorer.from_config(model, st)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.path}: {exc}" if cfg.path is not None else str(exc)) from None
+    changelog = None
+    if st.uses_changelog(cfg.source):
+        from .state.changelog import Changelog
+
+        assert isinstance(cfg.source, KafkaSourceConfig)
+        kwargs = cfg.source.client_kwargs(bootstrap)
+        servers = kwargs.pop("bootstrap_servers")
+        kwargs.pop("client_id", None)  # the changelog's clients name themselves after the group
+        changelog = Changelog(servers, cfg.source.group_id, kwargs, restore_timeout_s=st.restore_timeout_s)
+    live = LiveState(scorer, st.dir, changelog)
+    live.load_checkpoint()
+    return live
+
+
+def check_state_model(cfg: PipelineConfig) -> bool:
+    """For `check-config`: with `[state] enabled`, refuse (ConfigError naming [state]) a model that cannot carry
+    state, reading only its config.json. False when the model is not found here (`run` checks it when it loads)."""
+    if not cfg.state.enabled:
+        return True
+    from ..errors import ModelFormatError
+    from ..models.config import ModelConfig
+    from ..models.model import _resolve
+    from .state import check_model
+
+    try:
+        path = _resolve(cfg.model.path) / "config.json"
+        model_cfg = ModelConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
+    except (ModelFormatError, OSError, ValueError):
+        return False
+    try:
+        check_model(model_cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.path}: {exc}" if cfg.path is not None else str(exc)) from None
+    return True

@@ -5,6 +5,7 @@
 - `checkpoint`: the store and the committed offsets in one atomically written local file;
 - `changelog`: a compacted Kafka topic per source topic, so a partition's state follows the partition;
 - `inspect`: one key's state as a summary (``streamsent state inspect KEY``).
+- `live`: `LiveState`, the hooks a running pipeline calls (score, written, before_commit, rebalances).
 """
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint

@@ -110,6 +110,28 @@ class Changelog:
             admin.close()
         self._partitions.update(todo)
 
+    def ensure_source_topics(self, topics: Iterable[str], timeout_s: float = 10.0) -> None:
+        """`ensure_topics` for source topics whose partition count is not known here: asked of the cluster (a
+        worker learns its topics from its assignment, which for a pattern subscription can be any topic)."""
+        todo = sorted(set(topics) - set(self._partitions))
+        if not todo:
+            return
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                 client_id=f"{self.group}-state", **self.client_kwargs)
+        try:
+            counts: dict[str, int] = {}
+            deadline = time.monotonic() + timeout_s
+            for t in todo:
+                while not (parts := consumer.partitions_for_topic(t)):
+                    if time.monotonic() > deadline:
+                        raise StateError(f"the partitions of source topic {t!r} are unknown after {timeout_s:.0f} s "
+                                         "of asking the cluster; cannot create its state changelog")
+                    time.sleep(0.1)
+                counts[t] = len(parts)
+        finally:
+            consumer.close(autocommit=False)
+        self.ensure_topics(counts)
+
     def topic(self, source_topic: str) -> str:
         return changelog_topic(self.group, source_topic)
 
@@ -168,10 +190,12 @@ class Changelog:
 
     def _send_locked(self, topic: str, partition: int, key: str, value: bytes | None) -> None:
         if self._producer is None:
-            # idempotence off: after a Tansu restart an idempotent producer never gets an answer (broker.py)
+            # idempotence off: after a Tansu restart an idempotent producer never gets an answer (broker.py).
+            # One request in flight: a retried request must not land after a later one, or a restore (the last
+            # value per key in log order) would bring back an older state than the one acknowledged
             self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,
-                                           enable_idempotence=False, client_id=f"{self.group}-state",
-                                           **self.client_kwargs)
+                                           enable_idempotence=False, max_in_flight_requests_per_connection=1,
+                                           client_id=f"{self.group}-state", **self.client_kwargs)
         future = self._producer.send(self.topic(topic), key=key.encode("utf-8"), value=value, partition=partition)
         self._pending.append((future, topic, partition, key, value))
 

@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from ...batch import DocBatch
 from ...errors import ConfigError, StreamsentError
+from ...models.config import ModelConfig
 from ...models.model import Model
 from ..records import SCORED_SCHEMA, DeadLetter, Doc
 from .store import NONE, StateChanges, StateLayout, StateStore
@@ -46,9 +47,9 @@ STATE_COLUMNS = (("messages_seen", pa.int64()), ("probs_delta", pa.list_(pa.floa
 KEYED_SCHEMA = pa.schema(list(SCORED_SCHEMA) + [pa.field(n, t) for n, t in STATE_COLUMNS])
 
 
-def check_model(model: Model) -> None:
+def check_model(model: Model | ModelConfig) -> None:
     """Refuse, naming `[state]`, a model whose score cannot be continued message by message."""
-    cfg = model.config
+    cfg = model if isinstance(model, ModelConfig) else model.config
     if not cfg.can_carry:
         why = ("its document encoder is bidirectional (the backward pass needs messages not yet received)"
                if cfg.composition == "hierarchical" else f"'{cfg.composition}' composition keeps no state")
