@@ -8,7 +8,8 @@ projection W_ih·e + b_ih of the word encoder, or the per-offset products of the
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +32,11 @@ __all__ = ["CpuBackend"]
 
 F32 = np.float32
 CHUNK = 64  # most sequences one thread advances together (rows of its per-step GEMM)
+# A batch with fewer tokens runs on the calling thread alone: each parallel region's launch and join costs
+# ~5-20 µs (a HAN batch has ~15 of them), and a whole time slice when another process holds the other core;
+# under ~512 tokens (a few documents) that costs more than the second core saves (HAN at batch 1: 2.6k
+# docs/s on one thread, 0.3-0.7k on two with a busy neighbour).
+SERIAL_TOKENS = 512
 
 _blas = ThreadpoolController()
 _blas_lock = threading.Lock()
@@ -135,15 +141,37 @@ class _Inputs:
         return self.table[uniq], inv.astype(np.int32)
 
 
+class _Laps:
+    """Optional per-stage timer: `lap(name)` charges the time since the previous lap to `name`.
+
+    Off (timer None) it costs one attribute test per stage; on, it calls timer(stage, seconds) per kernel call.
+    """
+
+    __slots__ = ("timer", "t")
+
+    def __init__(self, timer: Callable[[str, float], None] | None) -> None:
+        self.timer = timer
+        self.t = time.perf_counter() if timer is not None else 0.0
+
+    def lap(self, name: str) -> None:
+        if self.timer is not None:
+            t = time.perf_counter()
+            self.timer(name, t - self.t)
+            self.t = t
+
+
 def _run_direction(enc: _Encoder, k: int, inputs: _Inputs, starts: np.ndarray, lengths: np.ndarray,
-                   h0: np.ndarray, c0: np.ndarray, outs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   h0: np.ndarray, c0: np.ndarray, outs: np.ndarray, laps: _Laps,
+                   level: str) -> tuple[np.ndarray, np.ndarray]:
     """Direction k (0 forward, 1 backward) of a recurrent encoder -> final (h, c); outputs go to outs[:, kH:]."""
     d, H = enc.dirs[k], enc.cfg.hidden
     h_n, c_n = np.empty((len(starts), H), F32), np.empty((len(starts), H), F32)
     if len(starts):
         proj, rows = inputs.project(d.W_ihT, d.b_ih, d.table)
+        laps.lap(f"{level}.projection")
         recurrent(enc.kind, proj, rows, starts, lengths, k == 1, d.W_hhT, d.b_hh, h0, c0, outs, k * H, h_n, c_n,
                   _n_chunks(len(starts)))
+        laps.lap(f"{level}.recurrent")
     return h_n, c_n
 
 
@@ -155,6 +183,9 @@ class CpuBackend:
         self.doc = _prepare(config.doc_encoder, "composition", weights) if config.doc_encoder else None
         self.head_WT = np.ascontiguousarray(weights["head.weight"].T)
         self.head_b = weights["head.bias"]
+        # called as timer(stage, seconds) after each kernel call when set (bench --breakdown); stages are
+        # '{word|doc}.{projection|recurrent|conv|attention_gemm|attention|pooling}', 'prepare' and 'classifier'
+        self.timer: Callable[[str, float], None] | None = None
         if self.word.table_bytes(config.vocab_size) <= table_budget_mb * 2**20:
             self.word.build_tables(self.embedding)
 
@@ -164,7 +195,14 @@ class CpuBackend:
         if state is not None:
             self._check_state(state, batch.n_docs)
         with _single_threaded_blas():
-            return self._forward(batch, state)
+            if batch.n_tokens >= SERIAL_TOKENS:
+                return self._forward(batch, state)
+            threads = numba.get_num_threads()
+            numba.set_num_threads(1)  # per calling thread: other threads' settings are untouched
+            try:
+                return self._forward(batch, state)
+            finally:
+                numba.set_num_threads(threads)
 
     def _check_state(self, state: CarryState, n_docs: int) -> None:
         cfg = self.config
@@ -184,6 +222,7 @@ class CpuBackend:
     # -- orchestration -----------------------------------------------------------------------------------------
     def _forward(self, batch: DocBatch, state: CarryState | None) -> tuple[Scores, CarryState | None]:
         cfg = self.config
+        laps = _Laps(self.timer)
         so, do = batch.sent_offsets, batch.doc_offsets
         sent_len = np.diff(so)
         nonempty = sent_len > 0
@@ -198,27 +237,33 @@ class CpuBackend:
         if cfg.composition in ("flat", "paragraph"):
             tok = so[do]
             bwd = (so[ne], sent_len[ne], doc_ne) if cfg.composition == "paragraph" else None
-            docvec, new_state = self._encode(self.word, tokens, tok[:-1], np.diff(tok), bwd, state, word_att, None)
+            laps.lap("prepare")
+            docvec, new_state = self._encode(self.word, tokens, tok[:-1], np.diff(tok), bwd, state, word_att, None,
+                                             laps, "word")
             if cfg.composition == "flat":
                 new_state = None
         else:
-            sentvec, _ = self._encode(self.word, tokens, so[ne], sent_len[ne], None, None, word_att, None)
+            laps.lap("prepare")
+            sentvec, _ = self._encode(self.word, tokens, so[ne], sent_len[ne], None, None, word_att, None, laps, "word")
             if cfg.composition == "average":
                 docvec = self._pool(MODES["mean"], sentvec, np.arange(len(ne), dtype=np.int32),
                                     doc_ne[:-1], np.diff(doc_ne))
+                laps.lap("doc.pooling")
             else:
                 assert self.doc is not None
                 if self.doc.cfg.pooling == "attention":
                     sent_att = np.zeros(batch.n_sentences, F32)
                 rows = np.arange(len(ne), dtype=np.int32)
+                laps.lap("prepare")
                 docvec, new_state = self._encode(self.doc, _Inputs(rows, sentvec, False), doc_ne[:-1],
-                                                 np.diff(doc_ne), None, state, sent_att, ne)
+                                                 np.diff(doc_ne), None, state, sent_att, ne, laps, "doc")
                 if not cfg.can_carry:
                     new_state = None
         logits = docvec @ self.head_WT + self.head_b
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)
+        laps.lap("classifier")
         return Scores(probs.astype(F32), word_att, sent_att), new_state
 
     def _pool(self, mode: int, table: np.ndarray, rows: np.ndarray, starts: np.ndarray,
@@ -232,7 +277,8 @@ class CpuBackend:
 
     def _encode(self, enc: _Encoder, inputs: _Inputs, starts: np.ndarray, lengths: np.ndarray,
                 bwd: tuple[np.ndarray, np.ndarray, np.ndarray] | None, carry: CarryState | None,
-                att_out: np.ndarray | None, att_slots: np.ndarray | None) -> tuple[np.ndarray, CarryState | None]:
+                att_out: np.ndarray | None, att_slots: np.ndarray | None, laps: _Laps,
+                level: str) -> tuple[np.ndarray, CarryState | None]:
         """Encode and pool N segments (positions starts[n] .. + lengths[n] of `inputs`) -> ([N, D], state).
 
         bwd: for paragraph mode, the backward direction's own segments (non-empty sentences) and, per segment n,
@@ -242,22 +288,28 @@ class CpuBackend:
         N = len(starts)
         T = len(inputs.rows)
         if cfg.type == "mean":
-            return self._pool(MODES["mean"], inputs.table, inputs.rows, starts, lengths), None
+            pooled = self._pool(MODES["mean"], inputs.table, inputs.rows, starts, lengths)
+            laps.lap(f"{level}.pooling")
+            return pooled, None
         if cfg.type == "cnn":
             proj, rows = inputs.project(enc.conv_WT, None, enc.conv_table)
+            laps.lap(f"{level}.projection")
             out = np.empty((N, enc.conv_b.shape[0]), F32)
             cnn_max_over_time(proj, rows, starts, lengths, enc.widths, enc.conv_b, cfg.maps, out)
+            laps.lap(f"{level}.conv")
             return out, None
         H, D = cfg.hidden, cfg.out_dim(0)
         store = cfg.pooling != "last"
         outs = np.empty((T if store else 0, D), F32)
         h0 = carry.h if carry is not None else np.zeros((N, H), F32)
         c0 = carry.c if carry is not None else np.zeros((N, H), F32)
-        h_n, c_n = _run_direction(enc, 0, inputs, starts, lengths, h0, c0, outs)
+        laps.lap("prepare")
+        h_n, c_n = _run_direction(enc, 0, inputs, starts, lengths, h0, c0, outs, laps, level)
         if cfg.bidirectional:  # from zero state, over its own segments in paragraph mode
             b_starts, b_lengths = (bwd[0], bwd[1]) if bwd is not None else (starts, lengths)
             zeros = np.zeros((len(b_starts), H), F32)
-            h_b, _ = _run_direction(enc, 1, inputs, b_starts, b_lengths, zeros, zeros, outs)
+            laps.lap("prepare")
+            h_b, _ = _run_direction(enc, 1, inputs, b_starts, b_lengths, zeros, zeros, outs, laps, level)
         m = carry.m.copy() if carry is not None else np.zeros(N, F32)
         s = carry.s.copy() if carry is not None else np.zeros(N, F32)
         acc = carry.acc.copy() if carry is not None else np.zeros((N, D), F32)
@@ -271,17 +323,23 @@ class CpuBackend:
                     acc[has, H:] = h_b[bwd[2][1:][has] - 1]
             s += lengths
             pooled = acc.copy()
+            laps.lap(f"{level}.pooling")
         else:
             mode = MODES[cfg.pooling]
             scores = np.zeros(0, F32)
             if mode == MODES["attention"]:
                 scores = np.empty(T, F32)
-                attention_scores(_linear(outs, enc.att_WT, enc.att_b), enc.att_ctx, scores)
+                u_pre = _linear(outs, enc.att_WT, enc.att_b)  # [T, A]
+                laps.lap(f"{level}.attention_gemm")
+                attention_scores(u_pre, enc.att_ctx, scores)
+                laps.lap(f"{level}.attention")
             positions = np.arange(T, dtype=np.int32)
             pool_accumulate(mode, outs, positions, starts, lengths, scores, m, s, acc)
             pooled = np.empty((N, D), F32)
             pool_finalize(mode, s, acc, pooled)
+            laps.lap(f"{level}.pooling")
             if att_out is not None:
                 attention_weights(scores, starts, lengths, m, s, att_out,
                                   positions if att_slots is None else att_slots)
+                laps.lap(f"{level}.attention")
         return pooled, CarryState(h_n, c_n, m, s, acc)

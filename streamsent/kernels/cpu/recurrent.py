@@ -4,7 +4,7 @@ Layout: each thread owns a chunk of sequences for all time steps and, per step, 
 states by W_hh^T (h [C, H] @ W_hh^T [H, G]) in single-threaded BLAS calls of GEMM_ROWS rows. Sequences are
 taken longest first, so the active ones are always a prefix of the chunk. The input projection W_ih x_t + b_ih
 is not computed here: it is a row of `proj` (precomputed per vocabulary entry, or per distinct token of the
-batch), found through `rows`.
+batch), found through `rows`; the rows of step t+1 are prefetched at the start of step t (memory.py).
 """
 
 import numpy as np
@@ -12,6 +12,7 @@ from numba import njit, prange
 
 from . import FASTMATH
 from .activations import sigmoid, tanh
+from .memory import prefetch_row
 
 RNN, GRU, LSTM = 0, 1, 2
 GEMM_ROWS = 8  # rows per BLAS call: OpenBLAS's small-matrix kernels reach ~peak up to here, its packed path not
@@ -78,6 +79,10 @@ def recurrent(kind, proj, rows, starts, lengths, reverse, W_hhT, b_hh, h0, c0, o
         for t in range(steps):
             while lengths[idx[active - 1]] <= t:
                 active -= 1
+            for i in range(active):  # next step's projection rows: fetched while this step's GEMM runs
+                n = idx[i]
+                if t + 1 < lengths[n]:
+                    prefetch_row(proj, rows[starts[n] + (lengths[n] - 2 - t if reverse else t + 1)])
             for r in range(0, active, GEMM_ROWS):
                 r1 = min(active, r + GEMM_ROWS)
                 np.dot(h[r:r1], W_hhT, gh[r:r1])  # (rows, H) @ (H, G)
