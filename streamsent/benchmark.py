@@ -291,7 +291,7 @@ def first_doc_latency(model: Model, cold: bool = False) -> float:
 
 def run(models: dict[str, Model], batch_sizes: list[int], repeats: int, n_docs: int = 512,
         n_sent: int = N_SENT, n_tok: int = N_TOK, use_torch: bool = True, with_breakdown: bool = False,
-        emit: Callable[[str], None] = lambda line: None) -> list[str]:
+        emit: Callable[[str], None] = lambda line: None, gemm_size: int = 2048) -> list[str]:
     """The bench table (and breakdown) as markdown lines; emit(line) is called as each line is ready."""
     import numba
 
@@ -302,9 +302,10 @@ def run(models: dict[str, Model], batch_sizes: list[int], repeats: int, n_docs: 
         emit(line)
 
     torch = _torch() if use_torch else None
-    one, two = gemm_gflops(1), gemm_gflops(2)
+    one, two = gemm_gflops(1, gemm_size), gemm_gflops(2, gemm_size)
     say(f"float32 GEMM ceiling: {two:.0f} GFLOP/s (2 threads), {one:.0f} (1 thread); numba threads: "
-        f"{numba.get_num_threads()}; " + (f"torch {torch.__version__}" if torch is not None else "torch not installed"))
+        f"{numba.get_num_threads()}; " + (f"torch {torch.__version__}" if torch is not None
+                                                 else "torch not installed" if use_torch else "torch off"))
     say("")
     rows: list[BenchRow] = []
     header_done = False

@@ -54,6 +54,17 @@ def _warmup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from . import benchmark, load_model
+
+    model = load_model(args.model, device="cpu")
+    name = model.config.name or str(args.model)
+    benchmark.run({name: model}, [int(b) for b in args.batches.split(",")], args.repeats, n_docs=args.docs,
+                  n_sent=args.sentences, n_tok=args.tokens, use_torch=not args.no_torch,
+                  with_breakdown=args.breakdown, emit=print)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     try:
         from .train.trainer import train
@@ -270,6 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--dir", help="the state checkpoint directory")
     p.add_argument("--json", action="store_true", help="one JSON object instead of aligned lines")
     p.set_defaults(func=_state_inspect)
+    p = sub.add_parser("bench", help="docs/s of a model here, vs PyTorch (if installed) and the GEMM ceiling")
+    p.add_argument("--model", default="default", help="model directory or built-in name (default: %(default)s)")
+    p.add_argument("--batches", default="1,32,256", help="comma-separated batch sizes (default: %(default)s)")
+    p.add_argument("--docs", type=int, default=512, help="synthetic documents (default: %(default)s)")
+    p.add_argument("--sentences", type=int, default=8, help="sentences per document (default: %(default)s)")
+    p.add_argument("--tokens", type=int, default=24, help="tokens per sentence (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats, median kept (default: %(default)s)")
+    p.add_argument("--breakdown", action="store_true", help="also each stage's share of a forward pass")
+    p.add_argument("--no-torch", action="store_true", help="streamsent columns only, even if torch is installed")
+    p.set_defaults(func=_bench)
     p = sub.add_parser("warmup", help="compile the Numba kernels into the on-disk cache (e.g. in a Docker build)")
     p.set_defaults(func=_warmup)
     return ap
