@@ -7,6 +7,7 @@ projection W_ih·e + b_ih of the word encoder, or the per-offset products of the
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +41,16 @@ SERIAL_TOKENS = 512
 
 _blas = ThreadpoolController()
 _blas_lock = threading.Lock()
+_log = logging.getLogger(__name__)
+# The process's first forward pass compiles the kernels when the Numba cache is cold (~10-20 s): if it has not
+# finished after COMPILE_NOTICE_S, say so once. A warm cache loads them in well under that.
+COMPILE_NOTICE_S = 1.0
+_warmed = threading.Event()
+
+
+def _compile_notice() -> None:
+    _log.warning("streamsent: compiling the CPU kernels (first run with an empty Numba cache, about 10-20 s; "
+                 "`streamsent warmup` does this ahead of time)")
 
 
 @contextmanager
@@ -194,6 +205,18 @@ class CpuBackend:
         batch.check_vocab(self.config.vocab_size)
         if state is not None:
             self._check_state(state, batch.n_docs)
+        if _warmed.is_set():
+            return self._run(batch, state)
+        notice = threading.Timer(COMPILE_NOTICE_S, _compile_notice)
+        notice.daemon = True
+        notice.start()
+        try:
+            return self._run(batch, state)
+        finally:
+            notice.cancel()
+            _warmed.set()
+
+    def _run(self, batch: DocBatch, state: CarryState | None) -> tuple[Scores, CarryState | None]:
         with _single_threaded_blas():
             if batch.n_tokens >= SERIAL_TOKENS:
                 return self._forward(batch, state)
