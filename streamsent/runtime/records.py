@@ -156,12 +156,13 @@ def decode_record(record: Record, fields: DocFields = DocFields(), max_bytes: in
         ):
             return _bad(record, "wrong_type", f"'{fields.tokens}' must be a list of sentences of non-negative "
                                               "integer token ids")
+    from_file = record.topic is None  # a file row's key is a field (JSON lines too); a Kafka message's is its key
     if record.key is not None:
         key: str | None = record.key.decode("utf-8", "replace")
     else:
-        k = obj.get(fields.key) if record.parsed is not None else None
+        k = obj.get(fields.key) if from_file else None
         key = None if k is None else str(k)
-    skip = {fields.doc_id, fields.text, fields.tokens} | ({fields.key} if record.parsed is not None else set())
+    skip = {fields.doc_id, fields.text, fields.tokens} | ({fields.key} if from_file else set())
     extra = {k: v for k, v in obj.items() if k not in skip}
     return Doc(str(doc_id), key, text, tokens, extra, record)
 

@@ -155,6 +155,34 @@ def test_conversations_through_the_pipeline_end_with_the_whole_conversations_sco
         assert not any(r["redelivered"] for r in mine) and all(len(r["probs_delta"]) == 3 for r in mine)
 
 
+def test_a_file_replayed_with_its_checkpoint_counts_nothing_twice(model_dir: Path, convs: dict[str, list],
+                                                                   tmp_path: Path) -> None:
+    """A JSON-lines file with a `key` field: the conversations come out right, the checkpoint is written when the
+    file is done, and scoring the same file again with that checkpoint applies nothing twice (every row is a
+    re-delivery, re-emitting the stored running score)."""
+    path = tmp_path / "chats.jsonl"
+    path.write_text("".join(json.dumps({"doc_id": f"{k}-{m}", "key": k, "tokens": msgs[m]}) + "\n"
+                            for m in range(N_MSGS) for k, msgs in convs.items()))
+    raw = _pipeline_config(tmp_path, "files", "unused:9092", "unused", "unused", model_dir,
+                           state={"dir": str(tmp_path / "state")})
+    raw["source"] = {"type": "jsonl", "path": str(path)}
+    cfg = config_from_dict(raw)
+    run_pipeline(cfg, install_signal_handlers=False)
+    first = _rows(tmp_path / "files.jsonl")
+    model = load_model(model_dir)
+    assert len(first) == N_KEYS * N_MSGS and not any(r["redelivered"] for r in first)
+    _check_finals([{**r, "offset": r["row"]} for r in first], model, convs)
+    ckpt = load_checkpoint(tmp_path / "state")
+    assert ckpt is not None and set(ckpt.entries.messages.tolist()) == {N_MSGS}
+    run_pipeline(cfg, install_signal_handlers=False)
+    again = _rows(tmp_path / "files.jsonl")[len(first):]
+    assert len(again) == len(first) and all(r["redelivered"] for r in again)
+    _check_finals([{**r, "offset": r["row"]} for r in again], model, convs)
+    inspect = _cli(["state", "inspect", "k3", "--dir", str(tmp_path / "state"), "--json"])
+    assert inspect.returncode == 0, inspect.stderr
+    assert json.loads(inspect.stdout)["messages"] == N_MSGS
+
+
 # -- the model check -------------------------------------------------------------------------------------------------
 def _cli(args: list[str], env: dict | None = None, timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "streamsent", *args], capture_output=True, text=True,
