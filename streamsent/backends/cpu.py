@@ -38,14 +38,18 @@ CHUNK = 64  # most sequences one thread advances together (rows of its per-step 
 # under ~512 tokens (a few documents) that costs more than the second core saves (HAN at batch 1: 2.6k
 # docs/s on one thread, 0.3-0.7k on two with a busy neighbour).
 SERIAL_TOKENS = 512
+# A batch is scored in slices of whole documents of at most this many tokens: the intermediates ([T, D] word
+# outputs, [T, A] attention projections) then stay ~25 MB each whatever the batch (a 4096-review batch held
+# ~1 GB of them), and a slice still has ~100+ sequences to share between the threads.
+SLICE_TOKENS = 1 << 16
 
 _blas = ThreadpoolController()
 _blas_lock = threading.Lock()
 _log = logging.getLogger(__name__)
-# The process's first forward pass compiles the kernels when the Numba cache is cold (~10-20 s): if it has not
-# finished after COMPILE_NOTICE_S, say so once. A warm cache loads them in well under that.
+# A backend's first forward pass compiles its kernels when the Numba cache is cold (~10-20 s); it first scores
+# a one-token batch, and if that has not finished after COMPILE_NOTICE_S, says so once. A warm cache loads
+# them in well under that.
 COMPILE_NOTICE_S = 1.0
-_warmed = threading.Event()
 
 
 def _compile_notice() -> None:
@@ -186,6 +190,38 @@ def _run_direction(enc: _Encoder, k: int, inputs: _Inputs, starts: np.ndarray, l
     return h_n, c_n
 
 
+def _slices(doc_tokens: np.ndarray, most: int) -> np.ndarray:
+    """Document bounds [0, .., D] of consecutive slices of at most `most` tokens (a longer document alone)."""
+    D = len(doc_tokens) - 1
+    bounds = [0]
+    while bounds[-1] < D:
+        d0 = bounds[-1]
+        d1 = int(np.searchsorted(doc_tokens, doc_tokens[d0] + most, side="right")) - 1
+        bounds.append(min(max(d1, d0 + 1), D))
+    return np.asarray(bounds if D else [0, 0])
+
+
+def _doc_slice(batch: DocBatch, d0: int, d1: int) -> DocBatch:
+    """Documents d0 .. d1 - 1 of a batch, as a batch of their own."""
+    s0, s1 = batch.doc_offsets[d0], batch.doc_offsets[d1]
+    t0, t1 = batch.sent_offsets[s0], batch.sent_offsets[s1]
+    return DocBatch(batch.token_ids[t0:t1], batch.sent_offsets[s0 : s1 + 1] - t0, batch.doc_offsets[d0 : d1 + 1] - s0)
+
+
+def _concat_scores(parts: list[Scores]) -> Scores:
+    def cat(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+        return None if arrays[0] is None else np.concatenate(arrays)
+
+    return Scores(np.concatenate([p.probs for p in parts]), cat([p.word_attention for p in parts]),
+                  cat([p.sentence_attention for p in parts]))
+
+
+def _concat_states(parts: list[CarryState | None]) -> CarryState | None:
+    if parts[0] is None:
+        return None
+    return CarryState(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("h", "c", "m", "s", "acc")))
+
+
 class CpuBackend:
     def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray], table_budget_mb: float = 256) -> None:
         self.config = config
@@ -197,6 +233,7 @@ class CpuBackend:
         # called as timer(stage, seconds) after each kernel call when set (bench --breakdown); stages are
         # '{word|doc}.{projection|recurrent|conv|attention_gemm|attention|pooling}', 'prepare' and 'classifier'
         self.timer: Callable[[str, float], None] | None = None
+        self._warmed = False
         if self.word.table_bytes(config.vocab_size) <= table_budget_mb * 2**20:
             self.word.build_tables(self.embedding)
 
@@ -205,16 +242,21 @@ class CpuBackend:
         batch.check_vocab(self.config.vocab_size)
         if state is not None:
             self._check_state(state, batch.n_docs)
-        if _warmed.is_set():
+        if not self._warmed:  # a one-token batch first: it compiles (or loads) every kernel, under the notice
+            notice = threading.Timer(COMPILE_NOTICE_S, _compile_notice)
+            notice.daemon = True
+            notice.start()
+            try:
+                self._run(DocBatch.from_lists([[[0]]]), None)
+            finally:
+                notice.cancel()
+                self._warmed = True
+        bounds = _slices(batch.doc_token_offsets(), SLICE_TOKENS)
+        if len(bounds) == 2:
             return self._run(batch, state)
-        notice = threading.Timer(COMPILE_NOTICE_S, _compile_notice)
-        notice.daemon = True
-        notice.start()
-        try:
-            return self._run(batch, state)
-        finally:
-            notice.cancel()
-            _warmed.set()
+        parts = [self._run(_doc_slice(batch, d0, d1), state.take(np.arange(d0, d1)) if state is not None else None)
+                 for d0, d1 in zip(bounds[:-1], bounds[1:], strict=False)]
+        return _concat_scores([p[0] for p in parts]), _concat_states([p[1] for p in parts])
 
     def _run(self, batch: DocBatch, state: CarryState | None) -> tuple[Scores, CarryState | None]:
         with _single_threaded_blas():

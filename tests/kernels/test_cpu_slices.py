@@ -1,0 +1,55 @@
+"""The CPU backend scores big batches in slices of whole documents (SLICE_TOKENS): same results as one pass,
+attention weights and carried state included."""
+
+import numpy as np
+import pytest
+
+from streamsent import DocBatch, Model
+from streamsent.backends import cpu
+from streamsent.models.init import random_weights
+
+from ..helpers import make_config, ragged_docs
+
+ATT = {"pooling": "attention", "attention_dim": 5}
+CASES = {
+    "han": ({"type": "gru", "hidden": 6, "bidirectional": True, **ATT},
+            {"type": "hierarchical", "encoder": {"type": "lstm", "hidden": 5, **ATT}}),
+    "paragraph-lstm": ({"type": "lstm", "hidden": 6, **ATT}, {"type": "paragraph"}),
+    "cnn": ({"type": "cnn", "widths": [2, 3], "maps": 4}, None),
+}
+
+
+def test_slices_cover_every_document_once():
+    doc_tokens = np.array([0, 3, 3, 10, 11, 30, 31])
+    b = cpu._slices(doc_tokens, 8)
+    assert b[0] == 0 and b[-1] == 6 and np.all(np.diff(b) > 0)
+    assert all(doc_tokens[d1] - doc_tokens[d0] <= 8 or d1 == d0 + 1 for d0, d1 in zip(b[:-1], b[1:], strict=True))
+    assert list(cpu._slices(np.array([0]), 8)) == [0, 0]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_sliced_equals_one_pass(name, monkeypatch):
+    word, comp = CASES[name]
+    cfg = make_config(word, comp)
+    model = Model(cfg, random_weights(cfg, seed=5))
+    docs = ragged_docs(np.random.default_rng(5), 30, cfg.vocab_size)
+    batch = DocBatch.from_lists(docs)
+    whole, whole_state = model.predict_batch(batch)
+    monkeypatch.setattr(cpu, "SLICE_TOKENS", 13)
+    sliced, sliced_state = model.predict_batch(batch, whole_state)  # with a carried state, sliced by document
+    again, again_state = model.predict_batch(batch, whole_state)
+    monkeypatch.setattr(cpu, "SLICE_TOKENS", 1 << 16)
+    ref, ref_state = model.predict_batch(batch, whole_state)
+    for a, b in ((sliced, ref), (again, ref)):
+        np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
+        for att in ("word_attention", "sentence_attention"):
+            if getattr(b, att) is None:
+                assert getattr(a, att) is None
+            else:
+                np.testing.assert_allclose(getattr(a, att), getattr(b, att), atol=1e-6)
+    if ref_state is None:
+        assert sliced_state is None
+    else:
+        for f in ("h", "c", "m", "s", "acc"):
+            np.testing.assert_allclose(getattr(sliced_state, f), getattr(ref_state, f), atol=1e-5)
+    assert whole.probs.shape == sliced.probs.shape
