@@ -408,6 +408,41 @@ def test_a_changelog_failure_holds_the_commit_and_the_pipeline_recovers(
         assert np.abs(np.array(finals[k]["probs"]) - want[k]).max() <= TOL
 
 
+def test_broker_restart_mid_conversation_the_state_and_the_commits_recover(model_dir: Path, convs: dict[str, list],
+                                                                          tmp_path: Path) -> None:
+    """noida (the broker that keeps its data) restarted mid-conversation: the source, the changelog and the commits
+    all lose the broker for a while; the worker rides it out and the conversations end right."""
+    require_backend("noida")
+    from streamsent.runtime.broker import EmbeddedBroker
+
+    with EmbeddedBroker("noida", data_dir=tmp_path / "noida") as broker:
+        topic = "restart-state"
+        broker.create_topics({topic: 2})
+        _produce(broker.bootstrap, topic, convs, range(N_MSGS // 2))
+        cfg = config_from_dict(_pipeline_config(tmp_path, "r", broker.bootstrap, topic, "g-restart-state", model_dir,
+                                                state={"dir": str(tmp_path / "state")}))
+        out: dict = {}
+
+        def work() -> None:
+            try:
+                out["stats"] = run_pipeline(cfg, stop_after_idle_s=6, install_signal_handlers=False)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                out["error"] = exc
+
+        worker = threading.Thread(target=work, name="test-worker", daemon=True)
+        worker.start()
+        _wait_for(lambda: len(_rows(tmp_path / "r.jsonl")) >= N_KEYS * N_MSGS // 2, 30, "the first half scored")
+        broker.restart()
+        _produce(broker.bootstrap, topic, convs, range(N_MSGS // 2, N_MSGS))
+        worker.join(60)
+        assert not worker.is_alive() and "stats" in out, out.get("error")
+        committed = _committed(broker.bootstrap, "g-restart-state", topic, 2)
+    _check_finals(_rows(tmp_path / "r.jsonl"), load_model(model_dir), convs)
+    assert sum(o or 0 for o in committed.values()) == N_KEYS * N_MSGS
+    ckpt = load_checkpoint(tmp_path / "state")
+    assert ckpt is not None and set(ckpt.entries.messages.tolist()) == {N_MSGS}
+
+
 # -- the example config ----------------------------------------------------------------------------------------------
 def test_conversations_example_runs_with_a_model_that_carries_state(tmp_path: Path) -> None:
     """configs/conversations.toml on its embedded broker and bundled sample, with a random unidirectional
