@@ -60,7 +60,7 @@ class PipelineStats:
 
 
 class Pipeline:
-    def __init__(self, source, model: Model, sinks: Sequence, dead_letter, *, max_docs: int = 256,
+    def __init__(self, source, model: Model, sinks: Sequence, dead_letter, *, max_docs: int = 1024,
                  max_tokens: int = 65_536, max_wait_ms: int = 50, queue_size: int = 4,
                  fields: DocFields | None = None, max_message_bytes: int = 1_048_576,
                  on_batch: Callable[[MicroBatch, object], None] | None = None,
