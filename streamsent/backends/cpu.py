@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import numba
 import numpy as np
@@ -30,6 +31,8 @@ from ..models.config import EncoderConfig, ModelConfig
 from .base import CarryState, Scores
 
 __all__ = ["CpuBackend"]
+
+_T = TypeVar("_T")
 
 F32 = np.float32
 CHUNK = 64  # most sequences one thread advances together (rows of its per-step GEMM)
@@ -283,6 +286,81 @@ class CpuBackend:
             got = getattr(state, name).shape
             if got != shape:
                 raise StateError(f"carried state '{name}' has shape {got}, expected {shape} for this batch/model")
+
+    # -- the two halves of a sentence-level model (window mode of conversation state) ----------------------------
+    def sentence_vectors(self, batch: DocBatch) -> np.ndarray:
+        """float32[S, P]: the word encoder's pooled vector of each non-empty sentence, in batch order.
+
+        With `score_sentences` it splits a `hierarchical` (or `average`) forward pass in two, so that a stream can
+        keep sentence vectors and re-run only the document level over a window of them (a bidirectional document
+        encoder cannot carry state). Same kernels and code path as `forward`.
+        """
+        self._check_sentence_level()
+        batch.check_vocab(self.config.vocab_size)
+        if not self._warmed:
+            self.forward(DocBatch.from_lists([[[0]]]))
+        bounds = _slices(batch.doc_token_offsets(), SLICE_TOKENS)
+        parts = [self._serially(b.n_tokens, self._sentence_vectors, b)
+                 for b in ([batch] if len(bounds) == 2 else
+                           [_doc_slice(batch, d0, d1) for d0, d1 in zip(bounds[:-1], bounds[1:], strict=False)])]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def score_sentences(self, vectors: np.ndarray, doc_offsets: np.ndarray) -> Scores:
+        """Documents given as their sentence vectors (float32[S, P]; document d = rows doc_offsets[d] ..
+        doc_offsets[d+1]) -> Scores: document encoder, pooling and classifier, as `forward` runs them after the word
+        level. `sentence_attention` (attention pooling) is per row of `vectors`; `word_attention` is None."""
+        self._check_sentence_level()
+        P = self.config.word_dim
+        vectors = np.ascontiguousarray(vectors, dtype=F32).reshape(-1, P)  # [S, P]
+        do = np.asarray(doc_offsets, np.int64)
+        if len(do) == 0 or do[0] != 0 or do[-1] != len(vectors) or (np.diff(do) < 0).any():
+            raise ValueError(f"doc_offsets must rise from 0 to {len(vectors)} (the number of sentence vectors)")
+        return self._serially(8 * len(vectors), self._score_sentences, vectors, do)
+
+    def _check_sentence_level(self) -> None:
+        if self.config.composition not in ("hierarchical", "average"):
+            raise StateError(f"model '{self.config.name}' ({self.config.composition} composition) has no sentence "
+                             "vectors: only hierarchical and average models score documents from them")
+
+    def _serially(self, n_tokens: int, fn: Callable[..., _T], *args: object) -> _T:
+        """fn(*args) under the thread rules of `_run` (one Numba thread below SERIAL_TOKENS, BLAS single-threaded)."""
+        with _single_threaded_blas():
+            if n_tokens >= SERIAL_TOKENS:
+                return fn(*args)
+            threads = numba.get_num_threads()
+            numba.set_num_threads(1)
+            try:
+                return fn(*args)
+            finally:
+                numba.set_num_threads(threads)
+
+    def _sentence_vectors(self, batch: DocBatch) -> np.ndarray:
+        so = batch.sent_offsets
+        sent_len = np.diff(so)
+        ne = np.flatnonzero(sent_len > 0)
+        vecs, _ = self._encode(self.word, _Inputs(batch.token_ids, self.embedding, True), so[ne], sent_len[ne], None,
+                               None, None, None, _Laps(self.timer), "word")
+        return vecs
+
+    def _score_sentences(self, vectors: np.ndarray, do: np.ndarray) -> Scores:
+        laps = _Laps(self.timer)
+        rows = np.arange(len(vectors), dtype=np.int32)
+        sent_att = None
+        if self.config.composition == "average":
+            docvec = self._pool(MODES["mean"], vectors, rows, do[:-1], np.diff(do))
+            laps.lap("doc.pooling")
+        else:
+            assert self.doc is not None
+            if self.doc.cfg.pooling == "attention":
+                sent_att = np.zeros(len(vectors), F32)
+            docvec, _ = self._encode(self.doc, _Inputs(rows, vectors, False), do[:-1], np.diff(do), None, None,
+                                     sent_att, None, laps, "doc")
+        logits = docvec @ self.head_WT + self.head_b
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        laps.lap("classifier")
+        return Scores(probs.astype(F32), None, sent_att)
 
     # -- orchestration -----------------------------------------------------------------------------------------
     def _forward(self, batch: DocBatch, state: CarryState | None) -> tuple[Scores, CarryState | None]:

@@ -175,5 +175,45 @@ class ReferenceBackend:
         return Scores(probs.astype(np.float32), _f32(watt), _f32(satt)), None
 
 
+    # -- the two halves of a sentence-level model (as CpuBackend: sentence_vectors, score_sentences) ----------------
+    def sentence_vectors(self, batch: DocBatch) -> np.ndarray:
+        """float64[S, P]: the pooled word-encoder vector of each non-empty sentence, in batch order."""
+        self._check_sentence_level()
+        batch.check_vocab(self.config.vocab_size)
+        E, so = self.w["embedding.weight"], batch.sent_offsets
+        vecs = [self._sentence_vector(E[batch.token_ids[so[s] : so[s + 1]].astype(np.int64)])[0]
+                for s in range(batch.n_sentences) if so[s + 1] > so[s]]
+        return np.array(vecs).reshape(len(vecs), self.config.word_dim)
+
+    def score_sentences(self, vectors: np.ndarray, doc_offsets: np.ndarray) -> Scores:
+        """Documents as their sentence vectors [S, P] (document d = rows doc_offsets[d] .. doc_offsets[d+1]) ->
+        Scores (probs; sentence attention per row of `vectors` with attention pooling; no word attention)."""
+        self._check_sentence_level()
+        cfg, denc = self.config, self.config.doc_encoder
+        vectors = np.asarray(vectors, np.float64).reshape(-1, cfg.word_dim)
+        do = np.asarray(doc_offsets, np.int64)
+        probs = np.zeros((len(do) - 1, len(cfg.labels)))
+        satt = np.zeros(len(vectors)) if denc is not None and denc.pooling == "attention" else None
+        for d in range(len(do) - 1):
+            vecs = vectors[do[d] : do[d + 1]]
+            if cfg.composition == "average":
+                vec = vecs.mean(axis=0) if len(vecs) else np.zeros(cfg.word_dim)
+            elif len(vecs) == 0:
+                vec = np.zeros(cfg.doc_dim)
+            else:
+                assert denc is not None
+                outs, last = self._encode(denc, "composition", vecs)
+                vec, a = self._pool(denc, "composition", outs, last)
+                if satt is not None and a is not None:
+                    satt[do[d] : do[d + 1]] = a
+            probs[d] = _softmax(self.w["head.weight"] @ vec + self.w["head.bias"])
+        return Scores(probs.astype(np.float32), None, _f32(satt))
+
+    def _check_sentence_level(self) -> None:
+        if self.config.composition not in ("hierarchical", "average"):
+            raise StateError(f"model '{self.config.name}' ({self.config.composition} composition) has no sentence "
+                             "vectors: only hierarchical and average models score documents from them")
+
+
 def _f32(a: np.ndarray | None) -> np.ndarray | None:
     return None if a is None else a.astype(np.float32)
