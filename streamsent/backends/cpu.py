@@ -24,7 +24,7 @@ from threadpoolctl import ThreadpoolController
 from ..batch import DocBatch
 from ..errors import StateError
 from ..kernels.cpu.conv import cnn_max_over_time
-from ..kernels.cpu.linear import linear
+from ..kernels.cpu.linear import linear, softmax_linear
 from ..kernels.cpu.pooling import MODES, attention_scores, attention_weights, pool_accumulate, pool_finalize
 from ..kernels.cpu.recurrent import KINDS, recurrent
 from ..models.config import EncoderConfig, ModelConfig
@@ -231,8 +231,8 @@ class CpuBackend:
         self.embedding = weights["embedding.weight"]
         self.word = _prepare(config.word_encoder, "word_encoder", weights)
         self.doc = _prepare(config.doc_encoder, "composition", weights) if config.doc_encoder else None
-        self.head_WT = np.ascontiguousarray(weights["head.weight"].T)
-        self.head_b = weights["head.bias"]
+        self.head_WT = np.ascontiguousarray(weights["head.weight"].T, dtype=F32)
+        self.head_b = np.ascontiguousarray(weights["head.bias"], dtype=F32)
         # called as timer(stage, seconds) after each kernel call when set (bench --breakdown); stages are
         # '{word|doc}.{projection|recurrent|conv|attention_gemm|attention|pooling}', 'prepare' and 'classifier'
         self.timer: Callable[[str, float], None] | None = None
@@ -355,12 +355,10 @@ class CpuBackend:
                 sent_att = np.zeros(len(vectors), F32)
             docvec, _ = self._encode(self.doc, _Inputs(rows, vectors, False), do[:-1], np.diff(do), None, None,
                                      sent_att, None, laps, "doc")
-        logits = docvec @ self.head_WT + self.head_b
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = np.empty((len(docvec), self.head_b.shape[0]), F32)
+        softmax_linear(np.ascontiguousarray(docvec, dtype=F32), self.head_WT, self.head_b, probs)
         laps.lap("classifier")
-        return Scores(probs.astype(F32), None, sent_att)
+        return Scores(probs, None, sent_att)
 
     # -- orchestration -----------------------------------------------------------------------------------------
     def _forward(self, batch: DocBatch, state: CarryState | None) -> tuple[Scores, CarryState | None]:
@@ -402,12 +400,10 @@ class CpuBackend:
                                                  np.diff(doc_ne), None, state, sent_att, ne, laps, "doc")
                 if not cfg.can_carry:
                     new_state = None
-        logits = docvec @ self.head_WT + self.head_b
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = np.empty((len(docvec), self.head_b.shape[0]), F32)
+        softmax_linear(np.ascontiguousarray(docvec, dtype=F32), self.head_WT, self.head_b, probs)
         laps.lap("classifier")
-        return Scores(probs.astype(F32), word_att, sent_att), new_state
+        return Scores(probs, word_att, sent_att), new_state
 
     def _pool(self, mode: int, table: np.ndarray, rows: np.ndarray, starts: np.ndarray,
               lengths: np.ndarray) -> np.ndarray:
