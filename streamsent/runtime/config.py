@@ -331,11 +331,16 @@ class StateConfig:
     """Conversations: messages that share a key continue one running score (docs/design.md, "State").
 
     Off unless `enabled`: each message is then scored on its own. On, the model must be able to carry state
-    (composition "paragraph", or "hierarchical" with a unidirectional document encoder); `streamsent run` refuses
-    any other with an error naming [state]."""
+    (composition "paragraph", or "hierarchical" with a unidirectional document encoder), or be "hierarchical" with a
+    bidirectional document encoder and `window` > 0 (window mode); `streamsent run` refuses any other with an error
+    naming [state]."""
 
     enabled: bool = False
     max_keys: int = _opt(100_000, ge=1)  # least recently used keys are dropped beyond this
+    # window mode (a bidirectional document encoder, e.g. the default HAN): the last `window` sentence vectors per
+    # key, re-scored at the document level for every message: O(window) steps a message and window × P × 4 bytes a
+    # key (25.6 kB for the default HAN at 64); 0 = refuse such models. Models that carry state ignore it
+    window: int = _opt(64, ge=0)
     ttl_s: float = _opt(3600.0, ge=0)  # a key idle this long starts afresh; 0 = never expires
     dir: Path | None = None  # checkpoint directory (state + the offsets committed with it); none = memory only
     # how often state is checkpointed to `dir`; offsets are committed together with each checkpoint (never

@@ -206,7 +206,7 @@ def check_state_model(cfg: PipelineConfig) -> bool:
     except (ModelFormatError, OSError, ValueError):
         return False
     try:
-        check_model(model_cfg)
+        check_model(model_cfg, cfg.state.window)
     except ConfigError as exc:
         raise ConfigError(f"{cfg.path}: {exc}" if cfg.path is not None else str(exc)) from None
     return True

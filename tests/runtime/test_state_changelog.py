@@ -18,9 +18,10 @@ from ..helpers import TOL, make_config
 from .test_state_scorer import _word, conversations, doc
 
 
-def _model() -> Model:
-    cfg = make_config(_word("gru", True, "attention"), {"type": "hierarchical",
-                                                         "encoder": _word("lstm", False, "attention")})
+def _model(window: bool = False) -> Model:
+    """Unidirectional LSTM document encoder (carried state), or with `window` a bidirectional GRU (window mode)."""
+    enc = _word("gru", True, "attention") if window else _word("lstm", False, "attention")
+    cfg = make_config(_word("gru", True, "attention"), {"type": "hierarchical", "encoder": enc})
     return Model(cfg, random_weights(cfg, seed=2))
 
 
@@ -83,21 +84,22 @@ def test_partition_state_moves_to_another_worker(broker, fresh_topic) -> None:
         assert np.abs(np.array(finals[k]["probs"]) - whole.probs[0]).max() <= TOL, k
 
 
-def test_changelog_ahead_of_committed_offsets_is_not_applied_twice(broker, fresh_topic) -> None:
+@pytest.mark.parametrize("window", [0, 64], ids=["carried", "window"])
+def test_changelog_ahead_of_committed_offsets_is_not_applied_twice(broker, fresh_topic, window: int) -> None:
     """The changelog is flushed before the commit; if the commit then fails, the new owner restores state that
     already holds the re-delivered messages, recognises them and applies only the rest."""
-    model = _model()
+    model = _model(window=window > 0)
     source = fresh_topic(1)
     group = f"g-{uuid.uuid4().hex[:8]}"
     msgs = conversations(np.random.default_rng(3), 1, 5, model.config.vocab_size)["k0"]
     log_a = Changelog(broker.bootstrap, group)
     log_a.ensure_topics({source: 1})
-    a = KeyedScorer(model, ttl_s=0)
+    a = KeyedScorer(model, ttl_s=0, window=window)
     for i in range(4):
         log_a.send(a.score([doc(f"m{i}", "k0", msgs[i], i, 0, source)]).changes)
     log_a.flush()  # ... and the commit of offsets 2 and 3 never happens
     log_a.close()
-    b = KeyedScorer(model, ttl_s=0)
+    b = KeyedScorer(model, ttl_s=0, window=window)
     log_b = Changelog(broker.bootstrap, group)
     log_b.ensure_topics({source: 1})
     assert log_b.restore(b.store, source, [0]) == 1

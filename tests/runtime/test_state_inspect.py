@@ -51,3 +51,14 @@ def test_cli_state_inspect(ckpt_dir, capsys) -> None:
     assert "messages" in out and last["label"] in out
     assert main(["state", "inspect", "other", "--dir", str(directory)]) == 2
     assert "is not in the checkpoint" in capsys.readouterr().err
+
+
+def test_inspect_a_window_mode_key(tmp_path) -> None:
+    cfg = make_config(_word("gru", True, "attention"), {"type": "hierarchical", "encoder": _word("gru", True, "max")})
+    scorer = KeyedScorer(Model(cfg, random_weights(cfg)), window=3)
+    for i in range(3):
+        scorer.score([doc(f"m{i}", "chat-8", [[1 + i], [2, 3]], offset=i)])
+    save_checkpoint(tmp_path, scorer.store, {("chats", 0): 3}, model="test@0", labels=cfg.labels)
+    s = inspect_key("chat-8", tmp_path)
+    assert s["messages"] == 3 and s["state"]["window"] == 3 and s["state"]["sentences_in_window"] == 3
+    assert s["state"]["sentence_dim"] == cfg.word_dim and s["state"]["last_sentence_norm"] > 0

@@ -190,9 +190,14 @@ def _cli(args: list[str], env: dict | None = None, timeout: float = 90) -> subpr
 
 
 def test_a_model_that_cannot_carry_state_is_refused_naming_state(tmp_path: Path) -> None:
-    """The default model (HAN) has a bidirectional sentence encoder: check-config and run both exit 2, one line."""
+    """The default model (HAN) has a bidirectional sentence encoder: with `window = 0` (no window mode) check-config
+    and run both exit 2, one line; with the default window check-config accepts it."""
     path = tmp_path / "han.toml"
-    path.write_text('[source]\ntype = "jsonl"\npath = "-"\n[[sink]]\ntype = "stdout"\n[state]\nenabled = true\n')
+    text = '[source]\ntype = "jsonl"\npath = "-"\n[[sink]]\ntype = "stdout"\n[state]\nenabled = true\n'
+    path.write_text(text)
+    windowed = _cli(["check-config", str(path)])
+    assert windowed.returncode == 0 and "conversation state" in windowed.stdout, windowed.stderr
+    path.write_text(text + "window = 0\n")
     with pytest.raises(ConfigError, match=r"han\.toml: \[state\]: model 'imdb-han' cannot score conversations"):
         run_pipeline(load_config(path, environ={}), install_signal_handlers=False)
     for args in (["check-config", str(path)], ["run", "--config", str(path)]):

@@ -159,3 +159,77 @@ def test_text_messages_use_the_tokenizer() -> None:
         out = scorer.score([Doc(f"d{i}", "c1", t, None, {}, Record(None, topic="t", partition=0, offset=i))])
     whole = model.predict([" ".join(texts)]).column("probs").to_pylist()[0]
     assert np.abs(np.array(out.rows.column("probs").to_pylist()[0]) - np.array(whole)).max() <= TOL
+
+
+# -- window mode: a bidirectional document encoder re-scored over the last `window` sentence vectors --------------
+def _bi_hier_model() -> Model:
+    cfg = make_config(_word("gru", True, "attention"),
+                      {"type": "hierarchical", "encoder": _word("gru", True, "attention")})
+    return Model(cfg, random_weights(cfg, seed=6))
+
+
+@pytest.mark.parametrize("which", ["default-han", "random-bi-hier"])
+def test_window_mode_message_by_message_equals_whole_conversation(which: str) -> None:
+    """While a conversation fits in the window, its running score is the whole conversation's, after every message,
+    several messages of a key in one batch included; a keyless message is its own conversation."""
+    import streamsent
+
+    model = streamsent.load_model() if which == "default-han" else _bi_hier_model()
+    assert not model.config.can_carry
+    scorer = KeyedScorer(model, max_keys=10, ttl_s=0, window=64)
+    assert scorer.layout.window == 64 and scorer.layout.pooled == model.config.word_dim
+    convs = conversations(np.random.default_rng(7), 3, 6, model.config.vocab_size)
+    rows = []
+    for lo in (0, 2, 5):  # batches of 2, 3 and 1 messages per key
+        hi = {0: 2, 2: 5, 5: 6}[lo]
+        batch = [doc(f"{k}-{m}", k, convs[k][m], offset=10 * i + m) for m in range(lo, hi) for i, k in enumerate(convs)]
+        batch.append(doc(f"alone-{lo}", None, convs["k1"][lo]))
+        out = scorer.score(batch)
+        assert not out.letters
+        rows += out.rows.to_pylist()
+    prior, _ = model.predict_batch(DocBatch.from_lists([[]]))
+    for k, msgs in convs.items():
+        mine = [r for r in rows if r["key"] == k]
+        assert [r["messages_seen"] for r in mine] == [1, 2, 3, 4, 5, 6]
+        so_far = DocBatch.from_lists([[s for msg in msgs[: m + 1] for s in msg] for m in range(6)])
+        whole, _ = model.predict_batch(so_far)
+        assert np.abs(np.array([r["probs"] for r in mine]) - whole.probs).max() <= TOL
+        deltas = np.array([r["probs_delta"] for r in mine])
+        assert np.abs(prior.probs[0] + deltas.sum(axis=0) - whole.probs[-1]).max() <= TOL
+    alone = [r for r in rows if r["key"] is None]
+    one, _ = model.predict_batch(DocBatch.from_lists([convs["k1"][m] for m in (0, 2, 5)]))
+    assert np.abs(np.array([r["probs"] for r in alone]) - one.probs).max() <= TOL
+
+
+def test_window_mode_beyond_the_window_scores_the_last_sentences() -> None:
+    """More sentences than the window: the running score is the last W non-empty sentences' as one document;
+    a re-delivered message is re-emitted, not appended again."""
+    model = _bi_hier_model()
+    W = 4
+    scorer = KeyedScorer(model, ttl_s=0, window=W)
+    msgs = conversations(np.random.default_rng(9), 1, 8, model.config.vocab_size)["k0"]
+    msgs[3] = [[1, 2], [], [3, 4, 5], [6], [7, 8]]  # more sentences than the window in one message
+    for m, msg in enumerate(msgs):
+        row = scorer.score([doc(f"m{m}", "k", msg, offset=m)]).rows.to_pylist()[0]
+        sents = [s for x in msgs[: m + 1] for s in x if s][-W:]
+        last, _ = model.predict_batch(DocBatch.from_lists([sents]))
+        assert np.abs(np.array(row["probs"]) - last.probs[0]).max() <= TOL, m
+    whole, _ = model.predict_batch(DocBatch.from_lists([[s for x in msgs for s in x]]))
+    assert np.abs(np.array(row["probs"]) - whole.probs[0]).max() > 100 * TOL  # the window did drop sentences
+    again = scorer.score([doc("m7", "k", msgs[7], offset=7)]).rows.to_pylist()[0]
+    assert again["redelivered"] and again["probs"] == row["probs"] and again["messages_seen"] == 8
+    state, _ = scorer.store.gather(np.array([scorer.store.slot_of("k")]))
+    assert state.count.tolist() == [W] and state.vectors.shape == (1, W, model.config.word_dim)
+
+
+def test_window_mode_is_what_the_state_config_asks_for() -> None:
+    from streamsent.runtime.config import StateConfig
+
+    model = _bi_hier_model()
+    assert StateConfig().window == 64
+    assert KeyedScorer.from_config(model, StateConfig(enabled=True)).layout.window == 64
+    with pytest.raises(ConfigError, match=r"\[state\].*bidirectional.*window = 0"):
+        KeyedScorer.from_config(model, StateConfig(enabled=True, window=0))
+    carried = make_config(_word("gru", True, "attention"),
+                          {"type": "hierarchical", "encoder": _word("gru", False, "last")})
+    assert KeyedScorer(Model(carried, random_weights(carried)), window=64).layout.window == 0  # carries: no window

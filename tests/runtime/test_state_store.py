@@ -124,24 +124,27 @@ def test_one_million_distinct_keys_stay_bounded() -> None:
 
 # -- checkpoint -----------------------------------------------------------------------------------------------
 def _model(comp_type: str = "paragraph") -> Model:
-    enc = {"type": "hierarchical", "encoder": _word("lstm", False, "attention")} if comp_type == "hier" else None
+    """paragraph, hier (unidirectional LSTM document encoder) or window (bidirectional GRU: window mode)."""
+    doc_enc = {"hier": _word("lstm", False, "attention"), "window": _word("gru", True, "attention")}.get(comp_type)
+    enc = {"type": "hierarchical", "encoder": doc_enc} if doc_enc else None
     cfg = make_config(_word("gru", True, "attention"), enc or {"type": "paragraph"})
     return Model(cfg, random_weights(cfg, seed=9))
 
 
-@pytest.mark.parametrize("comp", ["paragraph", "hier"])
+@pytest.mark.parametrize("comp", ["paragraph", "hier", "window"])
 def test_checkpoint_round_trip_then_continue(tmp_path, comp: str) -> None:
     model = _model(comp)
     convs = conversations(np.random.default_rng(4), 6, 4, model.config.vocab_size)
-    scorer = KeyedScorer(model, ttl_s=0)
+    window = 64 if comp == "window" else 0
+    scorer = KeyedScorer(model, ttl_s=0, window=window)
     offset = 0
     for m in range(2):
         scorer.score([doc(f"{k}{m}", k, c[m], offset := offset + 1) for k, c in convs.items()])
     save_checkpoint(tmp_path, scorer.store, {("chats", 0): offset + 1}, model="test@0")
     ckpt = load_checkpoint(tmp_path)
     assert ckpt is not None and ckpt.offsets == {("chats", 0): offset + 1} and ckpt.model == "test@0"
-    assert len(ckpt.entries) == len(convs)
-    fresh = KeyedScorer(model, ttl_s=0)
+    assert len(ckpt.entries) == len(convs) and ckpt.layout == scorer.layout
+    fresh = KeyedScorer(model, ttl_s=0, window=window)
     assert ckpt.restore(fresh.store) == len(convs)
     a, b = scorer.store.export(), fresh.store.export()
     order = np.argsort(a.keys), np.argsort(b.keys)

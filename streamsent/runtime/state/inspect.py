@@ -59,6 +59,11 @@ def inspect_key(key: str, directory: str | os.PathLike, labels: tuple[str, ...] 
 
 def _vectors(row: np.ndarray, lay: StateLayout) -> dict[str, Any]:
     """Sizes and norms of the carried vectors (a person checks that something is there, not the numbers)."""
+    if lay.window:
+        n = int(row[0])
+        held = row[1 : 1 + n * lay.pooled].reshape(n, lay.pooled)
+        return {"window": lay.window, "sentences_in_window": n, "sentence_dim": lay.pooled,
+                "last_sentence_norm": round(float(np.linalg.norm(held[-1])), 6) if n else 0.0}
     h = row[: lay.hidden]
     out: dict[str, Any] = {"hidden": lay.hidden, "h_norm": round(float(np.linalg.norm(h)), 6)}
     if lay.lstm:

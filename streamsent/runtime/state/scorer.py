@@ -17,9 +17,18 @@ are the **conversation's running sentiment** after this message, plus
   delta.
 A message without a key is a conversation of one message (nothing is stored).
 
-Models that cannot carry state (flat, average, or a bidirectional document encoder: its backward pass needs the
-future) are refused with a `ConfigError` naming `[state]`: scoring them per conversation would mean re-reading the
-conversation (or a window of it) for every message, O(window) per message instead of O(message).
+**Window mode** (`window` = W > 0) is for hierarchical models whose document encoder is bidirectional (the default
+HAN): its backward pass needs the sentences not yet received, so nothing carries. Per key the store keeps the last W
+sentence vectors instead (`WindowState`); each wave runs the word level on the new messages only
+(`backend.sentence_vectors`, one call), appends each message's vectors to its key's window (dropping the oldest
+beyond W) and re-runs the document level over every window (`backend.score_sentences`, one call). The running
+score is then that of the conversation's last W (non-empty) sentences scored as one document: exactly the whole
+conversation's while it has at most W sentences. Cost per message: O(its tokens) at the word level plus O(W)
+document-RNN steps (both directions) and attention, and W·P·4 bytes of state per key (25.6 kB for the default
+HAN, P = 100, at W = 64).
+
+Models that cannot carry state otherwise (flat, average, or a bidirectional document encoder with `window` = 0)
+are refused with a `ConfigError` naming `[state]`.
 """
 
 from __future__ import annotations
@@ -32,31 +41,36 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from ...backends.base import CarryState
 from ...batch import DocBatch
 from ...errors import ConfigError, StreamsentError
 from ...models.config import ModelConfig
 from ...models.model import Model
 from ..records import SCORED_SCHEMA, DeadLetter, Doc
-from .store import NONE, StateChanges, StateLayout, StateStore
+from .store import NONE, StateChanges, StateLayout, StateStore, WindowState
 
 __all__ = ["KeyedResult", "KeyedScorer", "STATE_COLUMNS", "KEYED_SCHEMA", "check_model"]
 
 log = logging.getLogger(__name__)
 
+State = CarryState | WindowState  # what a store row holds: carried (CarryState) or window mode
 STATE_COLUMNS = (("messages_seen", pa.int64()), ("probs_delta", pa.list_(pa.float32())), ("redelivered", pa.bool_()))
 KEYED_SCHEMA = pa.schema(list(SCORED_SCHEMA) + [pa.field(n, t) for n, t in STATE_COLUMNS])
 
 
-def check_model(model: Model | ModelConfig) -> None:
-    """Refuse, naming `[state]`, a model whose score cannot be continued message by message."""
+def check_model(model: Model | ModelConfig, window: int = 0) -> None:
+    """Refuse, naming `[state]`, a model whose score can be neither continued message by message nor, with
+    `window` > 0, re-scored over a window of sentence vectors (a hierarchical model's bidirectional document level)."""
     cfg = model if isinstance(model, ModelConfig) else model.config
-    if not cfg.can_carry:
-        why = ("its document encoder is bidirectional (the backward pass needs messages not yet received)"
-               if cfg.composition == "hierarchical" else f"'{cfg.composition}' composition keeps no state")
-        raise ConfigError(
-            f"[state]: model '{cfg.name}' cannot score conversations incrementally: {why}. Use a model with "
-            "composition 'paragraph' (rnn | lstm | gru word encoder) or 'hierarchical' with a unidirectional "
-            "document encoder, or remove the [state] section to score each message on its own")
+    if cfg.can_carry or (window > 0 and cfg.composition == "hierarchical"):
+        return
+    why = ("its document encoder is bidirectional (the backward pass needs messages not yet received) and [state] "
+           "window = 0 (set it > 0 to re-score each conversation's last `window` sentences per message)"
+           if cfg.composition == "hierarchical" else f"'{cfg.composition}' composition keeps no state")
+    raise ConfigError(
+        f"[state]: model '{cfg.name}' cannot score conversations incrementally: {why}. Use a model with "
+        "composition 'paragraph' (rnn | lstm | gru word encoder) or 'hierarchical', or remove the [state] section "
+        "to score each message on its own")
 
 
 def prior_probs(model: Model) -> np.ndarray:
@@ -76,10 +90,15 @@ class KeyedScorer:
     """Scores micro-batches of keyed messages against a `StateStore` (one per model)."""
 
     def __init__(self, model: Model, store: StateStore | None = None, *, max_keys: int = 100_000,
-                 ttl_s: float = 3600.0) -> None:
-        check_model(model)
+                 ttl_s: float = 3600.0, window: int = 0) -> None:
+        """`window`: sentence vectors kept per key for a model whose document encoder is bidirectional (window mode;
+        0 refuses such a model). Models that carry state ignore it."""
+        check_model(model, window)
         self.model = model
-        self.layout = StateLayout.for_model(model.config)
+        self.layout = StateLayout.for_model(model.config, window)
+        if self.layout.window:
+            log.info("[state] window mode for model '%s' (bidirectional document encoder): the last %d sentence "
+                     "vectors per key, %d bytes a key", model.config.name, self.layout.window, self.layout.width * 4)
         self.prior = prior_probs(model)
         if store is None:
             store = StateStore(self.layout, max_keys=max_keys, ttl_s=ttl_s, prior=self.prior)
@@ -91,8 +110,9 @@ class KeyedScorer:
 
     @classmethod
     def from_config(cls, model: Model, state_cfg: object) -> KeyedScorer:
-        """From a `[state]` config section (max_keys, ttl_s)."""
-        return cls(model, max_keys=int(state_cfg.max_keys), ttl_s=float(state_cfg.ttl_s))  # type: ignore[attr-defined]
+        """From a `[state]` config section (max_keys, ttl_s, window)."""
+        return cls(model, max_keys=int(state_cfg.max_keys), ttl_s=float(state_cfg.ttl_s),  # type: ignore[attr-defined]
+                   window=int(state_cfg.window))  # type: ignore[attr-defined]
 
     # -- public ------------------------------------------------------------------------------------------------
     def score(self, docs: list[Doc]) -> KeyedResult:
@@ -165,19 +185,17 @@ class KeyedScorer:
         if len(go) == 0:
             return
         state, before = store.gather(slots[go])
-        batch = DocBatch.from_lists([sents[i] for i in wave[go]])
         try:
-            scores, after = self.model.predict_batch(batch, state)
+            new_probs, after = self._predict([sents[i] for i in wave[go]], state)
         except (StreamsentError, ValueError) as exc:  # one bad message must not sink its wave
             log.warning("wave of %d keyed messages failed to score (%s); scoring one at a time", len(go), exc)
             for j in go.tolist():
                 self._apply_one(docs, sents, wave, j, slots, tids, parts, offs, probs, delta, seen, ok, letters, now)
         else:
-            assert after is not None
-            store.scatter(slots[go], after, scores.probs, tids[go], parts[go], offs[go], now=now)
+            store.scatter(slots[go], after, new_probs, tids[go], parts[go], offs[go], now=now)
             rows = wave[go]
-            probs[rows] = scores.probs
-            delta[rows] = scores.probs - before
+            probs[rows] = new_probs
+            delta[rows] = new_probs - before
             seen[rows] = store.messages[slots[go]]
         changes.add(store.export(slots[go]))
 
@@ -187,19 +205,18 @@ class KeyedScorer:
         store, i, sl = self.store, wave[j], slots[j : j + 1]
         state, before = store.gather(sl)
         try:
-            scores, after = self.model.predict_batch(DocBatch.from_lists([sents[i]]), state)
+            new_probs, after = self._predict([sents[i]], state)
         except (StreamsentError, ValueError) as exc:
             letters.append(DeadLetter(docs[i].record, "scoring_failed", str(exc)))
             ok[i] = False
             return
-        assert after is not None
-        store.scatter(sl, after, scores.probs, tids[j : j + 1], parts[j : j + 1], offs[j : j + 1], now=now)
-        probs[i], delta[i], seen[i] = scores.probs[0], scores.probs[0] - before[0], store.messages[sl[0]]
+        store.scatter(sl, after, new_probs, tids[j : j + 1], parts[j : j + 1], offs[j : j + 1], now=now)
+        probs[i], delta[i], seen[i] = new_probs[0], new_probs[0] - before[0], store.messages[sl[0]]
 
     def _score_alone(self, docs: list[Doc], sents: list, idx: np.ndarray, probs: np.ndarray, delta: np.ndarray,
                      ok: np.ndarray, letters: list[DeadLetter]) -> None:
         try:
-            scores, _ = self.model.predict_batch(DocBatch.from_lists([sents[i] for i in idx]))
+            new_probs, _ = self._predict([sents[i] for i in idx], None)
         except (StreamsentError, ValueError) as exc:
             if len(idx) > 1:
                 for i in idx.tolist():
@@ -208,8 +225,39 @@ class KeyedScorer:
             letters.append(DeadLetter(docs[idx[0]].record, "scoring_failed", str(exc)))
             ok[idx[0]] = False
             return
-        probs[idx] = scores.probs
-        delta[idx] = scores.probs - self.prior
+        probs[idx] = new_probs
+        delta[idx] = new_probs - self.prior
+
+    def _predict(self, sents: list, state: State | None) -> tuple[np.ndarray, State]:
+        """Messages (one per key, in `state`'s row order; None = fresh conversations) -> (running probs [n, C], the
+        state after them)."""
+        batch = DocBatch.from_lists(sents)
+        if not self.layout.window:
+            scores, after = self.model.predict_batch(batch, state)  # type: ignore[arg-type]
+            assert after is not None
+            return scores.probs, after
+        if state is None:
+            W, P = self.layout.window, self.layout.pooled
+            state = WindowState(np.zeros((batch.n_docs, W, P), np.float32), np.zeros(batch.n_docs, np.int64))
+        assert isinstance(state, WindowState)
+        return self._predict_window(batch, state)
+
+    def _predict_window(self, batch: DocBatch, state: WindowState) -> tuple[np.ndarray, WindowState]:
+        """Window mode: the new messages' sentence vectors (one call) appended to their keys' windows, the oldest
+        beyond W dropped, then every window scored as a document (one call)."""
+        backend = self.model.backend
+        W = self.layout.window
+        new = backend.sentence_vectors(batch)  # [S_new, P], the non-empty sentences of every message
+        nonempty = np.diff(batch.sent_offsets) > 0
+        own = np.concatenate([[0], np.cumsum(nonempty)])[batch.doc_offsets]  # message j: new[own[j] : own[j + 1]]
+        vectors = np.zeros_like(state.vectors)  # [N, W, P]
+        for j in range(batch.n_docs):
+            kept = np.concatenate([state.vectors[j, : state.count[j]], new[own[j] : own[j + 1]]])[-W:]
+            vectors[j, : len(kept)] = kept
+        count = np.minimum(state.count + np.diff(own), W)
+        held = np.arange(W)[None, :] < count[:, None]  # [N, W]
+        scores = backend.score_sentences(vectors[held], np.concatenate([[0], np.cumsum(count)]))
+        return scores.probs, WindowState(vectors, count)
 
     def _rows(self, docs: list[Doc], probs: np.ndarray, delta: np.ndarray, seen: np.ndarray,
               redelivered: np.ndarray) -> pa.Table:

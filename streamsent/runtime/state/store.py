@@ -11,6 +11,13 @@ of a unidirectional `hierarchical` one; see `CarryState`):
 
     [ h (H) | c (H, LSTM only) | m (1) | s (1) | acc (P) | probs (C) ]
 
+A model whose document encoder is bidirectional cannot carry state; in window mode (`[state] window` = W > 0) its
+row holds the last W sentence vectors instead (`WindowState`; see scorer.py):
+
+    [ n (1) | vectors (W × P, the oldest first; rows n.. unused) | probs (C) ]
+
+that is 4 · (1 + W·P + C) bytes: 25.6 kB a key for the default HAN (P = 100) at W = 64.
+
 `probs` is the conversation's running score after the key's last applied message (re-emitted for a re-delivered
 message). Per slot the store also keeps the number of messages applied, the wall-clock time of the last one (TTL)
 and its source coordinate (topic, partition, offset): a message whose offset is <= the key's last applied offset
@@ -37,7 +44,7 @@ from ...backends.base import CarryState
 from ...errors import StateError
 from ...models.config import ModelConfig
 
-__all__ = ["Entries", "Removal", "StateChanges", "StateLayout", "StateStore"]
+__all__ = ["Entries", "Removal", "StateChanges", "StateLayout", "StateStore", "WindowState"]
 
 F32 = np.float32
 NONE = -1  # partition / offset / topic id of a message that has no Kafka coordinate
@@ -45,16 +52,33 @@ _NEVER = np.iinfo(np.int64).max
 
 
 @dataclass(frozen=True)
+class WindowState:
+    """Window mode's per-key state: the last sentence vectors of each conversation (row d = conversation d)."""
+
+    vectors: np.ndarray  # float32[N, W, P]: conversation d's are vectors[d, :count[d]], the oldest first
+    count: np.ndarray  # int64[N]: sentence vectors held (<= W)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.count)
+
+
+@dataclass(frozen=True)
 class StateLayout:
     """Where each part of the carried state lives in a slab row (model-dependent widths)."""
 
-    hidden: int  # H: the carried encoder's state width (one direction)
-    pooled: int  # P: width of its pooling accumulator
+    hidden: int  # H: the carried encoder's state width (one direction); 0 in window mode
+    pooled: int  # P: width of its pooling accumulator; in window mode, of a sentence vector
     labels: int  # C
     lstm: bool  # whether a cell state c is carried
+    window: int = 0  # W > 0: window mode (the last W sentence vectors instead of a carried state)
 
     @classmethod
-    def for_model(cls, cfg: ModelConfig) -> StateLayout:
+    def for_model(cls, cfg: ModelConfig, window: int = 0) -> StateLayout:
+        """The carried layout when the model can carry state; else, with `window` > 0, the window layout of a
+        hierarchical model (its sentence vectors)."""
+        if not cfg.can_carry and window > 0 and cfg.composition == "hierarchical":
+            return cls(hidden=0, pooled=cfg.word_dim, labels=len(cfg.labels), lstm=False, window=int(window))
         enc = cfg.doc_encoder if cfg.composition == "hierarchical" else cfg.word_encoder
         if enc is None or not enc.recurrent:
             raise StateError(f"model '{cfg.name}' ({cfg.composition} composition) has no recurrent state to carry")
@@ -74,17 +98,25 @@ class StateLayout:
 
     @property
     def probs_at(self) -> int:
-        return self.acc_at + self.pooled
+        return 1 + self.window * self.pooled if self.window else self.acc_at + self.pooled
 
     @property
     def width(self) -> int:
         return self.probs_at + self.labels
 
     def to_dict(self) -> dict[str, int | bool]:
-        return {"hidden": self.hidden, "pooled": self.pooled, "labels": self.labels, "lstm": self.lstm}
+        out: dict[str, int | bool] = {"hidden": self.hidden, "pooled": self.pooled, "labels": self.labels,
+                                      "lstm": self.lstm}
+        if self.window:  # carried layouts keep the keys they were saved with
+            out["window"] = self.window
+        return out
 
-    def split(self, rows: np.ndarray) -> tuple[CarryState, np.ndarray]:
-        """Slab rows [N, W] -> (the CarryState, probs [N, C])."""
+    def split(self, rows: np.ndarray) -> tuple[CarryState | WindowState, np.ndarray]:
+        """Slab rows [N, width] -> (the CarryState, or the WindowState in window mode; probs [N, C])."""
+        if self.window:
+            n, P = len(rows), self.pooled
+            vectors = rows[:, 1 : self.probs_at].reshape(n, self.window, P).copy()  # [N, W, P]
+            return WindowState(vectors, rows[:, 0].astype(np.int64)), rows[:, self.probs_at :]
         H, m = self.hidden, self.m_at
         h = np.ascontiguousarray(rows[:, :H])
         c = np.ascontiguousarray(rows[:, self.c_at : self.c_at + H]) if self.lstm else np.zeros_like(h)
@@ -92,9 +124,14 @@ class StateLayout:
                            np.ascontiguousarray(rows[:, self.acc_at : self.probs_at]))
         return state, rows[:, self.probs_at :]
 
-    def join(self, state: CarryState, probs: np.ndarray) -> np.ndarray:
-        """(CarryState, probs [N, C]) -> slab rows [N, W]."""
+    def join(self, state: CarryState | WindowState, probs: np.ndarray) -> np.ndarray:
+        """(CarryState or WindowState, probs [N, C]) -> slab rows [N, width]."""
         rows = np.empty((state.n_docs, self.width), F32)
+        if isinstance(state, WindowState):
+            rows[:, 0] = state.count
+            rows[:, 1 : self.probs_at] = state.vectors.reshape(state.n_docs, -1)
+            rows[:, self.probs_at :] = probs
+            return rows
         H, m = self.hidden, self.m_at
         rows[:, :H] = state.h
         if self.lstm:
@@ -279,12 +316,13 @@ class StateStore:
             return ((offsets != NONE) & (self.topic_id[slots] == topic_ids) & (self.partition[slots] == partitions)
                     & (offsets <= self.offset[slots]))
 
-    def gather(self, slots: np.ndarray) -> tuple[CarryState, np.ndarray]:
-        """The carried state and running probs of some slots (copies), in the backend's CarryState form."""
+    def gather(self, slots: np.ndarray) -> tuple[CarryState | WindowState, np.ndarray]:
+        """The carried state (the backend's CarryState form; WindowState in window mode) and running probs of some
+        slots (copies)."""
         with self.lock:
             return self.layout.split(self.slab[slots])
 
-    def scatter(self, slots: np.ndarray, state: CarryState, probs: np.ndarray, topic_ids: np.ndarray,
+    def scatter(self, slots: np.ndarray, state: CarryState | WindowState, probs: np.ndarray, topic_ids: np.ndarray,
                 partitions: np.ndarray, offsets: np.ndarray, now: float | None = None) -> None:
         """Store the state after one message per slot (slots distinct), counting the message."""
         with self.lock:
