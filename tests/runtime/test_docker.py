@@ -11,7 +11,7 @@ from streamsent.cli import build_parser
 from streamsent.runtime.config import load_config
 from streamsent.runtime.run import sample_file
 
-yaml = pytest.importorskip("yaml", reason="PyYAML reads the compose file")
+yaml = pytest.importorskip("yaml", reason="PyYAML reads the compose file (pip install -e '.[test]')")
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 ROOT = DOCKER.parent
