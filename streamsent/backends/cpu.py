@@ -262,15 +262,7 @@ class CpuBackend:
         return _concat_scores([p[0] for p in parts]), _concat_states([p[1] for p in parts])
 
     def _run(self, batch: DocBatch, state: CarryState | None) -> tuple[Scores, CarryState | None]:
-        with _single_threaded_blas():
-            if batch.n_tokens >= SERIAL_TOKENS:
-                return self._forward(batch, state)
-            threads = numba.get_num_threads()
-            numba.set_num_threads(1)  # per calling thread: other threads' settings are untouched
-            try:
-                return self._forward(batch, state)
-            finally:
-                numba.set_num_threads(threads)
+        return self._serially(batch.n_tokens, self._forward, batch, state)
 
     def _check_state(self, state: CarryState, n_docs: int) -> None:
         cfg = self.config
@@ -323,12 +315,12 @@ class CpuBackend:
                              "vectors: only hierarchical and average models score documents from them")
 
     def _serially(self, n_tokens: int, fn: Callable[..., _T], *args: object) -> _T:
-        """fn(*args) under the thread rules of `_run` (one Numba thread below SERIAL_TOKENS, BLAS single-threaded)."""
+        """fn(*args) with BLAS single-threaded, and on one Numba thread below SERIAL_TOKENS."""
         with _single_threaded_blas():
             if n_tokens >= SERIAL_TOKENS:
                 return fn(*args)
             threads = numba.get_num_threads()
-            numba.set_num_threads(1)
+            numba.set_num_threads(1)  # per calling thread: other threads' settings are untouched
             try:
                 return fn(*args)
             finally:
