@@ -224,8 +224,8 @@ def breakdown(model: Model, docs: list, bs: int, repeats: int = 3) -> tuple[floa
     The embedding gather is fused into the recurrent/conv kernels (each step reads its token's table row), so
     'gather*' is measured standalone — reading and summing every token's row of the tables the kernels read,
     with the pooling kernel — and is a part of the recurrent/conv share, not added to it. 'attention_gemm' is
-    the attention's projection W·o + b, a GEMM counted in the FLOPs; 'attention' is the rest (tanh·context,
-    softmax weights).
+    the attention's projection W·o + b (a GEMM counted in the FLOPs) fused with its tanh·context scores (one
+    kernel, attention_scores_linear); 'attention' is the rest (the softmax weights).
     """
     backend = model.backend
     batches = [DocBatch.from_lists(d) for d in _batches(docs, bs)]

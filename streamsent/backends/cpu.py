@@ -25,7 +25,13 @@ from ..batch import DocBatch
 from ..errors import StateError
 from ..kernels.cpu.conv import cnn_max_over_time
 from ..kernels.cpu.linear import linear, softmax_linear
-from ..kernels.cpu.pooling import MODES, attention_scores, attention_weights, pool_accumulate, pool_finalize
+from ..kernels.cpu.pooling import (
+    MODES,
+    attention_scores_linear,
+    attention_weights,
+    pool_accumulate,
+    pool_finalize,
+)
 from ..kernels.cpu.recurrent import KINDS, recurrent
 from ..models.config import EncoderConfig, ModelConfig
 from .base import CarryState, Scores
@@ -460,10 +466,8 @@ class CpuBackend:
             scores = np.zeros(0, F32)
             if mode == MODES["attention"]:
                 scores = np.empty(T, F32)
-                u_pre = _linear(outs, enc.att_WT, enc.att_b)  # [T, A]
+                attention_scores_linear(outs, enc.att_WT, enc.att_b, enc.att_ctx, scores)  # tanh(W o + b)·ctx
                 laps.lap(f"{level}.attention_gemm")
-                attention_scores(u_pre, enc.att_ctx, scores)
-                laps.lap(f"{level}.attention")
             positions = np.arange(T, dtype=np.int32)
             pool_accumulate(mode, outs, positions, starts, lengths, scores, m, s, acc)
             pooled = np.empty((N, D), F32)

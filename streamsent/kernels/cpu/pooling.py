@@ -12,6 +12,7 @@ from numba import njit, prange
 
 from . import FASTMATH
 from .activations import tanh
+from .linear import ROW_BLOCK
 
 MEAN, MAX, ATTENTION = 0, 1, 2
 MODES = {"mean": MEAN, "max": MAX, "attention": ATTENTION}
@@ -95,3 +96,26 @@ def attention_weights(scores, starts, lengths, m, s, weights, slots):
     for n in prange(starts.shape[0]):
         for p in range(starts[n], starts[n] + lengths[n]):
             weights[slots[p]] = np.exp(scores[p] - m[n]) / s[n]
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def attention_scores_linear(o, WT, b, context, scores):
+    """scores[p] = tanh(o_p @ WT + b) · context, without the [T, A] projection in memory.
+
+    `linear` + `attention_scores` in one pass: per block of ROW_BLOCK rows one BLAS call into a block buffer,
+    then the block's scores while it is in cache. The two-step form wrote and re-read T × A floats (20 MB for
+    a 64k-token HAN slice, past L2). o [T, D] C-contiguous, WT [D, A], b [A], context [A] -> scores [T].
+    """
+    N = o.shape[0]
+    A = WT.shape[1]
+    n_blocks = (N + ROW_BLOCK - 1) // ROW_BLOCK
+    for k in prange(n_blocks):
+        lo = k * ROW_BLOCK
+        hi = min(N, lo + ROW_BLOCK)
+        u = np.empty((hi - lo, A), np.float32)
+        np.dot(o[lo:hi], WT, u)
+        for i in range(hi - lo):
+            acc = np.float32(0.0)
+            for j in range(A):
+                acc += tanh(u[i, j] + b[j]) * context[j]
+            scores[lo + i] = acc
