@@ -35,7 +35,7 @@ import pyarrow.ipc
 from ...errors import ConfigError
 from ..config import FileSourceConfig
 from ..records import Record
-from ..score import open_dataset
+from ..score import bounded_scan, open_dataset
 from .base import Partition, RebalanceHandler, SourceError, check_forward
 
 __all__ = ["ArrowSource", "JsonlSource", "ParquetSource"]
@@ -154,7 +154,8 @@ class ParquetSource(_BatchFileSource):
         for fragment in sorted(self._dataset.get_fragments(), key=lambda f: f.path):
             row = 0
             try:
-                for batch in fragment.to_batches(schema=schema, batch_size=self._cfg.batch_rows):
+                for batch in fragment.to_batches(schema=schema, batch_size=self._cfg.batch_rows,
+                                                 **bounded_scan(self._dataset)):
                     if batch.num_rows:
                         yield self._rows(batch, fragment.path, row)
                         row += batch.num_rows
