@@ -13,7 +13,7 @@ from ..errors import StreamsentError
 from ..models.model import Model
 from .records import SCORED_SCHEMA, DeadLetter, Doc
 
-__all__ = ["score_docs"]
+__all__ = ["score_docs", "scored_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +74,18 @@ def score_docs(model: Model, docs: list[Doc], *, attention: bool = False) -> tup
     return rows, letters
 
 
-def _rows(model: Model, docs: list[Doc], scored: pa.Table | None) -> pa.Table:
-    if not docs or scored is None:
-        return SCORED_SCHEMA.empty_table()
+def scored_columns(model: Model, docs: list[Doc], label: pa.Array, score: pa.Array,
+                   probs: pa.Array) -> dict[str, pa.Array]:
+    """The SCORED_COLUMNS of a batch, in order: the model's label/score/probs beside what each document brought
+    (its id, key, coordinates, extra fields) and its latency so far. The stateless and the keyed scorer share it."""
     now = time.time()
     recs = [d.record for d in docs]
-    cols = {
+    return {
         "doc_id": pa.array([d.doc_id for d in docs], pa.string()),
         "key": pa.array([d.key for d in docs], pa.string()),
-        "label": scored.column("label").combine_chunks().cast(pa.string()),
-        "score": scored.column("score").combine_chunks().cast(pa.float32()),
-        "probs": scored.column("probs").combine_chunks().cast(pa.list_(pa.float32())),
+        "label": label,
+        "score": score,
+        "probs": probs,
         "model": pa.array([f"{model.config.name}@{model.config.version}"] * len(docs), pa.string()),
         "topic": pa.array([r.topic for r in recs], pa.string()),
         "partition": pa.array([r.partition for r in recs], pa.int32()),
@@ -95,4 +96,12 @@ def _rows(model: Model, docs: list[Doc], scored: pa.Table | None) -> pa.Table:
         "extra": pa.array([json.dumps(d.extra, ensure_ascii=False, default=str) if d.extra else None for d in docs],
                           pa.string()),
     }
+
+
+def _rows(model: Model, docs: list[Doc], scored: pa.Table | None) -> pa.Table:
+    if not docs or scored is None:
+        return SCORED_SCHEMA.empty_table()
+    cols = scored_columns(model, docs, scored.column("label").combine_chunks().cast(pa.string()),
+                          scored.column("score").combine_chunks().cast(pa.float32()),
+                          scored.column("probs").combine_chunks().cast(pa.list_(pa.float32())))
     return pa.table(cols, schema=SCORED_SCHEMA)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from streamsent.runtime.broker import BrokerError, EmbeddedBroker, create_topics, find_broker_binary
 
@@ -34,3 +35,12 @@ def require_backend(backend: str) -> None:
         find_broker_binary(backend)
     except BrokerError as exc:
         pytest.skip(str(exc))
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
+    """The group's committed offset per partition of `topic` (None: nothing committed)."""
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, **FAST_GROUP)
+    try:
+        return {p: c.committed(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        c.close()

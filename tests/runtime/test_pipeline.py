@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 import streamsent
 from streamsent.runtime.config import config_from_dict
@@ -21,7 +21,7 @@ from streamsent.runtime.pipeline import Pipeline
 from streamsent.runtime.sinks import MemoryDeadLetterSink, MemorySink
 from streamsent.runtime.sources import build_source
 
-from .helpers import FAST_GROUP
+from .helpers import committed_offsets
 
 SAMPLE = Path(streamsent.__file__).parent / "data" / "samples" / "imdb-sample.jsonl"
 
@@ -86,14 +86,6 @@ def test_jsonl_file_to_memory_with_dead_letters(tmp_path, model):
     assert env["payload_encoding"] == "base64" and env["row"] > 0
 
 
-def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, **FAST_GROUP)
-    try:
-        return {p: c.committed(TopicPartition(topic, p)) for p in range(partitions)}
-    finally:
-        c.close()
-
-
 def test_kafka_round_trip_dead_letters_and_commits(broker, fresh_topic, fast_group, model):
     topic = fresh_topic(3)
     good = _good(40)
@@ -125,7 +117,7 @@ def test_kafka_round_trip_dead_letters_and_commits(broker, fresh_topic, fast_gro
     assert sorted(letter.reason for letter in dead.letters) == sorted(r for _, r in BAD + [(b"", "too_large")])
     assert all(letter.record.topic == topic and letter.record.offset is not None for letter in dead.letters)
     # every message, good or bad, is committed: the group resumes after the last one
-    assert _committed(broker.bootstrap, fast_group["group_id"], topic, 3) == sent_per_partition
+    assert committed_offsets(broker.bootstrap, fast_group["group_id"], topic, 3) == sent_per_partition
 
 
 def _run_cli(args: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

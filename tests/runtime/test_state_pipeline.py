@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from streamsent import DocBatch, Model, load_model
 from streamsent.errors import ConfigError
@@ -39,7 +39,7 @@ from streamsent.runtime.state.changelog import Changelog
 from streamsent.runtime.state.live import LiveState
 
 from ..helpers import TOL, make_config
-from .helpers import FAST_GROUP, BrokerUnderTest, require_backend
+from .helpers import BrokerUnderTest, committed_offsets, require_backend
 from .test_state_scorer import _word, conversations
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -364,14 +364,6 @@ class _FlakyProducer:
         pass
 
 
-def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, **FAST_GROUP)
-    try:
-        return {p: c.committed(TopicPartition(topic, p)) for p in range(partitions)}
-    finally:
-        c.close()
-
-
 def test_a_changelog_failure_holds_the_commit_and_the_pipeline_recovers(
         broker: BrokerUnderTest, fresh_topic: Callable[..., str], fast_group: dict, model_dir: Path,
         convs: dict[str, list], tmp_path: Path) -> None:
@@ -394,13 +386,14 @@ def test_a_changelog_failure_holds_the_commit_and_the_pipeline_recovers(
         runner.start()
         _wait_for(lambda: sink.flushed_rows == sent and pipeline.stats.state_failures >= 2, 30,
                   "every message scored and the commit refused twice")
-        assert set(_committed(broker.bootstrap, group, topic, 2).values()) == {None}, "committed past the changelog"
+        assert set(committed_offsets(broker.bootstrap, group, topic, 2).values()) == {None}, \
+            "committed past the changelog"
         assert load_checkpoint(tmp_path / "state") is None  # the checkpoint never runs ahead of the changelog
         producer.fail = False
         _wait_for(lambda: pipeline.stats.commits > 0, 10, "the commit once the changelog is back")
         ckpt = load_checkpoint(tmp_path / "state")
         assert ckpt is not None and sum(ckpt.offsets.values()) == sent
-        assert sum(o or 0 for o in _committed(broker.bootstrap, group, topic, 2).values()) == sent
+        assert sum(o or 0 for o in committed_offsets(broker.bootstrap, group, topic, 2).values()) == sent
     finally:
         pipeline.stop()
         runner.join(30)
@@ -441,7 +434,7 @@ def test_broker_restart_mid_conversation_the_state_and_the_commits_recover(model
         _produce(broker.bootstrap, topic, convs, range(N_MSGS // 2, N_MSGS))
         worker.join(60)
         assert not worker.is_alive() and "stats" in out, out.get("error")
-        committed = _committed(broker.bootstrap, "g-restart-state", topic, 2)
+        committed = committed_offsets(broker.bootstrap, "g-restart-state", topic, 2)
     _check_finals(_rows(tmp_path / "r.jsonl"), load_model(model_dir), convs)
     assert sum(o or 0 for o in committed.values()) == N_KEYS * N_MSGS
     ckpt = load_checkpoint(tmp_path / "state")

@@ -33,9 +33,7 @@ are refused with a `ConfigError` naming `[state]`.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +45,7 @@ from ...errors import ConfigError, StreamsentError
 from ...models.config import ModelConfig
 from ...models.model import Model
 from ..records import SCORED_SCHEMA, DeadLetter, Doc
+from ..scoring import scored_columns
 from .store import NONE, StateChanges, StateLayout, StateStore, WindowState
 
 __all__ = ["KeyedResult", "KeyedScorer", "STATE_COLUMNS", "KEYED_SCHEMA", "check_model"]
@@ -106,7 +105,6 @@ class KeyedScorer:
             raise ConfigError(f"[state]: the state store's layout {store.layout.to_dict()} does not fit model "
                               f"'{model.config.name}' ({self.layout.to_dict()})")
         self.store = store
-        self._model_name = f"{model.config.name}@{model.config.version}"
 
     @classmethod
     def from_config(cls, model: Model, state_cfg: object) -> KeyedScorer:
@@ -266,32 +264,15 @@ class KeyedScorer:
         labels = self.model.config.labels
         best = probs.argmax(axis=1)
         C = len(labels)
-        now = time.time()
-        recs = [d.record for d in docs]
 
         def lists(a: np.ndarray) -> pa.Array:
             return pa.ListArray.from_arrays(pa.array(np.arange(0, len(a) * C + 1, C, dtype=np.int32)),
                                             pa.array(a.reshape(-1)))
 
-        cols = {
-            "doc_id": pa.array([d.doc_id for d in docs], pa.string()),
-            "key": pa.array([d.key for d in docs], pa.string()),
-            "label": pa.array([labels[b] for b in best.tolist()], pa.string()),
-            "score": pa.array(probs[np.arange(len(best)), best], pa.float32()),
-            "probs": lists(probs),
-            "model": pa.array([self._model_name] * len(docs), pa.string()),
-            "topic": pa.array([r.topic for r in recs], pa.string()),
-            "partition": pa.array([r.partition for r in recs], pa.int32()),
-            "offset": pa.array([r.offset for r in recs], pa.int64()),
-            "file": pa.array([r.file for r in recs], pa.string()),
-            "row": pa.array([r.row for r in recs], pa.int64()),
-            "latency_ms": pa.array([(now - r.received) * 1000 for r in recs], pa.float64()),
-            "extra": pa.array([json.dumps(d.extra, ensure_ascii=False, default=str) if d.extra else None
-                               for d in docs], pa.string()),
-            "messages_seen": pa.array(seen, pa.int64()),
-            "probs_delta": lists(delta),
-            "redelivered": pa.array(redelivered, pa.bool_()),
-        }
+        cols = scored_columns(self.model, docs, pa.array([labels[b] for b in best.tolist()], pa.string()),
+                              pa.array(probs[np.arange(len(best)), best], pa.float32()), lists(probs))
+        cols |= {"messages_seen": pa.array(seen, pa.int64()), "probs_delta": lists(delta),
+                 "redelivered": pa.array(redelivered, pa.bool_())}
         return pa.table(cols, schema=KEYED_SCHEMA)
 
 
