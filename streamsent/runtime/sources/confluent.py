@@ -84,6 +84,8 @@ class ConfluentSource:
         self._handlers: dict[str, RebalanceHandler | None] = {"revoke": None, "assign": None, "lost": None}
         self._handler_error: BaseException | None = None
         self._committed: dict[Partition, int] = {}
+        # kept from the rebalance callbacks: librdkafka's `Consumer.assignment()` blocks while another thread is
+        # inside consume(), and commit() / assignment() are also called from rebalance handlers and other threads
         self._assigned: set[Partition] = set()
         self._closed = False
         self._trouble_since: float | None = None
@@ -153,8 +155,7 @@ class ConfluentSource:
         if not offsets:
             return
         check_forward(self._committed, offsets)
-        assigned = self._assigned_now()
-        foreign = sorted(set(offsets) - assigned)
+        foreign = sorted(set(offsets) - self._assigned)
         if foreign:
             raise CommitError(f"cannot commit {', '.join(f'{t}[{p}]' for t, p in foreign)}: not assigned to this "
                               "consumer (given up in a rebalance?)", retriable=False)
@@ -173,7 +174,7 @@ class ConfluentSource:
         self._committed.update(offsets)
 
     def assignment(self) -> list[Partition]:
-        return sorted(self._assigned_now())
+        return sorted(self._assigned)
 
     def lag(self) -> dict[Partition, int]:
         """Messages not yet read, per assigned partition whose high watermark is known (after its first fetch)."""
@@ -229,11 +230,6 @@ class ConfluentSource:
         if matched != self._subscribed:
             log.info("kafka source: pattern %r matches %s", self._cfg.pattern, list(matched))
             self._subscribe(matched)
-
-    def _assigned_now(self) -> set[Partition]:
-        # Kept from the rebalance callbacks: asking librdkafka (`Consumer.assignment()`) blocks while another
-        # thread is inside consume(), and these are called from rebalance handlers and other threads too
-        return set(self._assigned)
 
     def _on_assign(self, _consumer: Consumer, tps: list[TopicPartition]) -> None:
         self._assigned |= {_key(tp) for tp in tps}
