@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,36 @@ BUILTIN_DIR = Path(__file__).parent / "builtin"
 DEVICES = ("auto", "cpu", "cuda", "reference")
 
 
+def cuda_problem() -> str | None:
+    """None when device = 'cuda' can run in this process, else what was looked for and not found.
+
+    Cheap checks first, so that 'auto' on a machine without a GPU never imports numba.cuda: numba-cuda
+    installed? the simulator asked for (NUMBA_ENABLE_CUDASIM=1)? the driver library loadable? Only then
+    numba.cuda itself: does `cuda.is_available()` find a GPU?
+    """
+    if importlib.util.find_spec("numba_cuda") is None:
+        return "numba-cuda is not installed (pip install 'streamsent[cuda]')"
+    sim = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+    if "numba.cuda" in sys.modules:  # imported already: its mode is fixed for this process
+        from ..kernels.cuda.compiler import is_simulator
+
+        if is_simulator():
+            return None if sim else ("numba.cuda was imported in simulator mode, but NUMBA_ENABLE_CUDASIM=1 is no "
+                                     "longer set")
+    elif not sim:
+        driver = os.environ.get("NUMBA_CUDA_DRIVER") or "libcuda.so.1"
+        try:
+            ctypes.CDLL(driver)
+        except OSError:
+            return (f"numba-cuda is installed, but the CUDA driver library ({driver}) could not be loaded: no NVIDIA "
+                    "driver on this machine")
+    from numba import cuda
+
+    if not cuda.is_available():
+        return "numba-cuda and a driver library were found, but numba.cuda.is_available() is False (no usable GPU)"
+    return None
+
+
 def _make_backend(device: str, cfg: ModelConfig, weights: dict[str, np.ndarray], **options: Any) -> Backend:
     if device not in DEVICES:
         raise DeviceError(f"device = {device!r} is not known; use one of {', '.join(DEVICES)}")
@@ -30,10 +63,16 @@ def _make_backend(device: str, cfg: ModelConfig, weights: dict[str, np.ndarray],
 
         return ReferenceBackend(cfg, weights)
     if device == "cuda":
-        raise DeviceError(
-            "device = 'cuda' was asked for, but this version of streamsent has no CUDA backend yet; "
-            "use device = 'cpu' (or 'auto', which picks the CPU here)"
-        )
+        problem = cuda_problem()
+        if problem is not None:
+            raise DeviceError(
+                f"device = 'cuda' needs an NVIDIA GPU that numba-cuda can use: {problem}. "
+                "To score on the CPU use device = 'cpu' (--device cpu), or 'auto', which picks the GPU when there "
+                "is one and the CPU otherwise"
+            )
+        from ..backends.cuda import CudaBackend
+
+        return CudaBackend(cfg, weights, **options)
     from ..backends.cpu import CpuBackend
 
     return CpuBackend(cfg, weights, **options)
@@ -52,7 +91,8 @@ class Model:
         self.weights = validate_weights(config, weights)
         self.tokenizer = tokenizer
         self.path = path
-        self.device = "cpu" if device == "auto" else device
+        # what `device` resolved to: 'auto' is 'cuda' where cuda_problem() finds none, else 'cpu'
+        self.device = ("cuda" if cuda_problem() is None else "cpu") if device == "auto" else device
         self.backend = _make_backend(self.device, config, self.weights, **backend_options)
 
     @property
@@ -149,7 +189,8 @@ def _resolve(path_or_name: str | os.PathLike) -> Path:
 
 
 def load_model(path_or_name: str | os.PathLike = "default", device: str = "cpu", **backend_options: Any) -> Model:
-    """Load a model directory (or a built-in model by name) onto a backend: 'cpu', 'reference' or 'auto'."""
+    """Load a model directory (or a built-in model by name) onto a backend: 'cpu', 'cuda', 'reference' or 'auto'
+    (the GPU when one is usable, else the CPU)."""
     root = _resolve(path_or_name)
     cfg, weights = read_model_dir(root)
     tokenizer = None

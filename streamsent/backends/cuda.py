@@ -1,0 +1,497 @@
+"""CUDA backend: the CPU backend's passes as numba-cuda kernels (`streamsent.kernels.cuda`), weights resident.
+
+At load the weights are uploaded once, re-laid as the kernels want them (W^T contiguous), and the word
+encoder's input projection W_ih·e + b_ih of every vocabulary entry (or the CNN's per-offset products) is
+computed on the device when that table fits `table_budget_mb`; otherwise it is computed per batch for the
+batch's token positions. Per batch the host only builds index arrays (segments, length order, slots) from the
+batch's offsets, packs them with the token ids into pinned buffers and copies them in two transfers on the
+backend's stream; every pass then runs on that stream, and the results come back through pinned buffers with
+one synchronisation at the end. See docs/cuda.md.
+
+Importing this module imports numba.cuda: `models.model` does so only when `device = "cuda"` is usable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..batch import DocBatch
+from ..errors import StateError
+from ..kernels.cuda import memory
+from ..kernels.cuda.compiler import cuda
+from ..kernels.cuda.conv import cnn_max_over_time
+from ..kernels.cuda.linear import linear, softmax_linear
+from ..kernels.cuda.pooling import MODES, attention_scores_linear, attention_weights, pool_accumulate, pool_finalize
+from ..kernels.cuda.recurrent import KINDS, recurrent, shared_bytes
+from ..models.config import EncoderConfig, ModelConfig
+from .base import CarryState, Scores
+from .cpu import _concat_scores, _concat_states, _doc_slice, _slices
+
+__all__ = ["CudaBackend"]
+
+F32 = np.float32
+# A batch is scored in slices of whole documents of at most this many tokens, so the [T, D] intermediates stay
+# bounded (~400 MB at D = 100) whatever the batch.
+SLICE_TOKENS = 1 << 20
+THREADS = 128  # threads per block of the 1-d kernels
+RNN_THREADS = 128  # threads per block of the recurrence (hidden lanes × sequences of a tile)
+
+
+def _blocks(n: int, threads: int) -> int:
+    return max(1, -(-n // threads))
+
+
+@dataclass
+class _Direction:
+    W_ihT: object  # device [Din, G]
+    b_ih: object  # device [G]
+    W_hhT: object  # device [H, G]
+    b_hh: object  # device [G]
+    table: object | None = None  # device [V, G] = E @ W_ihT + b_ih (word level only)
+
+
+@dataclass
+class _Encoder:
+    cfg: EncoderConfig
+    kind: int = -1
+    dirs: tuple[_Direction, ...] = ()
+    conv_WT: object | None = None  # device [Din, maps·Σw]: column base_k + o·maps + m is W_k[m, :, o]
+    conv_b: object | None = None  # device [maps·len(widths)]
+    conv_zero_b: object | None = None  # device zeros [maps·Σw]: the conv projection has no bias
+    conv_table: object | None = None  # device [V, maps·Σw]
+    widths: object | None = None  # device int64[len(widths)]
+    att_WT: object | None = None  # device [D, A]
+    att_b: object | None = None
+    att_ctx: object | None = None
+    proj_cols: int = 0
+
+    def table_bytes(self, vocab: int) -> int:
+        if self.cfg.recurrent:
+            return len(self.dirs) * vocab * self.proj_cols * 4
+        return vocab * self.proj_cols * 4 if self.cfg.type == "cnn" else 0
+
+
+@dataclass
+class _Inputs:
+    """Where an encoder's inputs come from: rows of a device table (embedding matrix or dense vectors)."""
+
+    rows: object  # device int32[T]
+    table: object  # device [V, Din]
+    n: int  # T
+
+
+@dataclass
+class _Segments:
+    """N ragged segments of an input sequence: tickets of int64 arrays in the batch's staging (`_Staging`)."""
+
+    starts: int
+    lengths: int
+    order: int  # sequence indices, longest first: the recurrence's tiles
+    n: int
+
+
+class _Staging:
+    """Host arrays packed into one reusable pinned buffer and copied to the device in one transfer.
+
+    `add` returns a ticket; `upload` copies everything added since the last upload and `view(ticket)` is then
+    the device slice holding that array. The pinned and device buffers grow, never shrink.
+    """
+
+    def __init__(self, dtype: type) -> None:
+        self.dtype = np.dtype(dtype)
+        self.parts: list[np.ndarray] = []
+        self.offsets: list[int] = []
+        self.size = 0
+        self.lengths: list[int] = []
+        self.host: np.ndarray | None = None
+        self.dev = None
+
+    def add(self, arr: np.ndarray) -> int:
+        self.parts.append(np.ascontiguousarray(arr, dtype=self.dtype).reshape(-1))
+        self.offsets.append(self.size)
+        self.size += len(self.parts[-1])
+        return len(self.parts) - 1
+
+    def upload(self, stream) -> None:
+        n = max(self.size, 1)
+        if self.host is None or len(self.host) < n:
+            cap = 1 << (n - 1).bit_length()
+            self.host = cuda.pinned_array(cap, self.dtype)
+            self.dev = cuda.device_array(cap, self.dtype)
+        for off, part in zip(self.offsets, self.parts, strict=True):
+            self.host[off : off + len(part)] = part
+        self.dev[:n].copy_to_device(self.host[:n], stream=stream)
+        self.lengths = [len(p) for p in self.parts]
+
+    def view(self, ticket: int):
+        off = self.offsets[ticket]
+        return self.dev[off : off + self.lengths[ticket]]
+
+    def reset(self) -> None:
+        self.parts, self.offsets, self.size = [], [], 0
+
+
+class CudaBackend:
+    """Scores batches on the GPU; the same `forward` contract, results and carried state as `CpuBackend`.
+
+    threads: block size of the 1-d kernels; rnn_block: (hidden lanes, sequences per tile) of the recurrence,
+    by default a warp multiple covering H and RNN_THREADS in all. The tests pass tiny ones so that the
+    simulator runs many blocks.
+    """
+
+    def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray], table_budget_mb: float = 256,
+                 threads: int = THREADS, rnn_block: tuple[int, int] | None = None) -> None:
+        self.config = config
+        self.threads = int(threads)
+        self.rnn_block = rnn_block
+        self.stream = cuda.stream()
+        self._i64 = _Staging(np.int64)
+        self._i32 = _Staging(np.int32)
+        self._aranges = None  # device int32[cap]: 0, 1, 2, ... for inputs that are their own rows
+        self._pinned: dict[str, np.ndarray] = {}
+        up = self._up
+        self.embedding = up(weights["embedding.weight"])
+        self.word = self._prepare(config.word_encoder, "word_encoder", weights)
+        self.doc = self._prepare(config.doc_encoder, "composition", weights) if config.doc_encoder else None
+        self.head_WT = up(weights["head.weight"].T)
+        self.head_b = up(weights["head.bias"])
+        if self.word.table_bytes(config.vocab_size) <= table_budget_mb * 2**20:
+            rows = self._arange(config.vocab_size)
+            for d in self.word.dirs:
+                d.table = self._linear(self.embedding, rows, config.vocab_size, d.W_ihT, d.b_ih)
+            if self.word.conv_WT is not None:
+                self.word.conv_table = self._linear(self.embedding, rows, config.vocab_size, self.word.conv_WT,
+                                                    self.word.conv_zero_b)
+        self.stream.synchronize()
+
+    # -- weights -----------------------------------------------------------------------------------------------
+    def _up(self, a: np.ndarray):
+        return cuda.to_device(np.ascontiguousarray(a, dtype=F32 if a.dtype.kind == "f" else a.dtype),
+                              stream=self.stream)
+
+    def _prepare(self, cfg: EncoderConfig, p: str, w: dict[str, np.ndarray]) -> _Encoder:
+        enc = _Encoder(cfg)
+        up = self._up
+        if cfg.recurrent:
+            enc.kind = KINDS[cfg.type]
+            enc.dirs = tuple(
+                _Direction(up(w[f"{p}.rnn.weight_ih_l0{s}"].T), up(w[f"{p}.rnn.bias_ih_l0{s}"]),
+                           up(w[f"{p}.rnn.weight_hh_l0{s}"].T), up(w[f"{p}.rnn.bias_hh_l0{s}"]))
+                for s in ("", "_reverse")[: cfg.directions]
+            )
+            enc.proj_cols = w[f"{p}.rnn.weight_ih_l0"].shape[0]
+        elif cfg.type == "cnn":
+            cols = [w[f"{p}.convs.{k}.weight"][:, :, o].T for k, wd in enumerate(cfg.widths) for o in range(wd)]
+            WT = np.concatenate(cols, axis=1)  # [Din, maps·Σw]
+            enc.conv_WT = up(WT)
+            enc.conv_b = up(np.concatenate([w[f"{p}.convs.{k}.bias"] for k in range(len(cfg.widths))]))
+            enc.conv_zero_b = up(np.zeros(WT.shape[1], F32))
+            enc.widths = up(np.asarray(cfg.widths, np.int64))
+            enc.proj_cols = WT.shape[1]
+        if cfg.pooling == "attention":
+            enc.att_WT = up(w[f"{p}.attention.proj.weight"].T)
+            enc.att_b = up(w[f"{p}.attention.proj.bias"])
+            enc.att_ctx = up(w[f"{p}.attention.context"])
+        return enc
+
+    # -- small device helpers ----------------------------------------------------------------------------------
+    def _launch1(self, kern, n: int):
+        return kern[_blocks(n, self.threads), self.threads, self.stream]
+
+    def _empty(self, shape, dtype=F32):
+        return cuda.device_array(shape, dtype, stream=self.stream)
+
+    def _full(self, shape, value: float = 0.0):
+        a = self._empty(shape)
+        flat = a.reshape(-1)
+        if flat.shape[0]:
+            self._launch1(memory.fill, flat.shape[0])(flat, F32(value))
+        return a
+
+    def _arange(self, n: int):
+        if self._aranges is None or self._aranges.shape[0] < n:
+            cap = 1 << max(n - 1, 1).bit_length()
+            self._aranges = cuda.to_device(np.arange(cap, dtype=np.int32), stream=self.stream)
+        return self._aranges[:n]
+
+    def _linear(self, x, rows, n: int, WT, b):
+        out = self._empty((n, WT.shape[1]))
+        if n:
+            self._launch1(linear, n * WT.shape[1])(x, rows, WT, b, out)
+        return out
+
+    def _download(self, name: str, dev) -> np.ndarray:
+        """Start copying `dev` into a reusable pinned buffer; valid after the stream is synchronised."""
+        size = int(np.prod(dev.shape))
+        buf = self._pinned.get(name)
+        if buf is None or len(buf) < size:
+            buf = self._pinned[name] = cuda.pinned_array(1 << max(size - 1, 1).bit_length(), F32)
+        host = buf[:size].reshape(dev.shape)
+        if size:
+            dev.copy_to_host(host, stream=self.stream)
+        return host
+
+    # -- public ------------------------------------------------------------------------------------------------
+    def forward(self, batch: DocBatch, state: CarryState | None = None) -> tuple[Scores, CarryState | None]:
+        batch.check_vocab(self.config.vocab_size)
+        if state is not None:
+            self._check_state(state, batch.n_docs)
+        bounds = _slices(batch.doc_token_offsets(), SLICE_TOKENS)
+        if len(bounds) == 2:
+            return self._forward(batch, state)
+        parts = [self._forward(_doc_slice(batch, d0, d1), state.take(np.arange(d0, d1)) if state is not None
+                               else None) for d0, d1 in zip(bounds[:-1], bounds[1:], strict=False)]
+        return _concat_scores([p[0] for p in parts]), _concat_states([p[1] for p in parts])
+
+    def _check_state(self, state: CarryState, n_docs: int) -> None:
+        cfg = self.config
+        if not cfg.can_carry:
+            raise StateError(
+                f"model '{cfg.name}' ({cfg.composition} composition) cannot carry state between batches; carrying "
+                "needs paragraph composition or a unidirectional hierarchical document encoder"
+            )
+        enc = cfg.doc_encoder if cfg.composition == "hierarchical" else cfg.word_encoder
+        H, P = enc.hidden, enc.out_dim(0)
+        want = {"h": (n_docs, H), "c": (n_docs, H), "m": (n_docs,), "s": (n_docs,), "acc": (n_docs, P)}
+        for name, shape in want.items():
+            got = getattr(state, name).shape
+            if got != shape:
+                raise StateError(f"carried state '{name}' has shape {got}, expected {shape} for this batch/model")
+
+    # -- the two halves of a sentence-level model (window mode of conversation state) ----------------------------
+    def sentence_vectors(self, batch: DocBatch) -> np.ndarray:
+        """float32[S, P]: the word encoder's pooled vector of each non-empty sentence, as CpuBackend's."""
+        self._check_sentence_level()
+        batch.check_vocab(self.config.vocab_size)
+        so = batch.sent_offsets
+        sent_len = np.diff(so)
+        ne = np.flatnonzero(sent_len > 0)
+        ticket = self._begin(batch.token_ids)
+        seg = self._segments(so[ne], sent_len[ne])
+        tokens = self._upload(ticket, batch.n_tokens)
+        vecs, _ = self._encode(self.word, tokens, seg, None, None, None, None)
+        out = self._download("vectors", vecs)
+        self.stream.synchronize()
+        return out.copy()
+
+    def score_sentences(self, vectors: np.ndarray, doc_offsets: np.ndarray) -> Scores:
+        """Documents given as their sentence vectors (float32[S, P], document d = rows doc_offsets[d] ..
+        doc_offsets[d+1]) -> Scores, as CpuBackend.score_sentences."""
+        self._check_sentence_level()
+        P = self.config.word_dim
+        vectors = np.ascontiguousarray(vectors, dtype=F32).reshape(-1, P)  # [S, P]
+        do = np.asarray(doc_offsets, np.int64)
+        if len(do) == 0 or do[0] != 0 or do[-1] != len(vectors) or (np.diff(do) < 0).any():
+            raise ValueError(f"doc_offsets must rise from 0 to {len(vectors)} (the number of sentence vectors)")
+        self._begin(np.zeros(0, np.int32))
+        seg = self._segments(do[:-1], np.diff(do))
+        slots = self._i64.add(np.arange(len(vectors)))
+        self._upload(0, 0)
+        sent_att = None
+        if self.config.composition == "average":
+            docvec = self._pool(MODES["mean"], self._up(vectors), self._arange(len(vectors)), seg)
+        else:
+            assert self.doc is not None
+            if self.doc.cfg.pooling == "attention":
+                sent_att = self._full(len(vectors))
+            inputs = _Inputs(self._arange(len(vectors)), self._up(vectors), len(vectors))
+            docvec, _ = self._encode(self.doc, inputs, seg, None, None, sent_att, self._i64.view(slots))
+        probs = self._head(docvec)
+        att = self._download("sent_att", sent_att) if sent_att is not None else None
+        self.stream.synchronize()
+        return Scores(probs.copy(), None, None if att is None else att.copy())
+
+    def _check_sentence_level(self) -> None:
+        if self.config.composition not in ("hierarchical", "average"):
+            raise StateError(f"model '{self.config.name}' ({self.config.composition} composition) has no sentence "
+                             "vectors: only hierarchical and average models score documents from them")
+
+    # -- host-side index arrays ------------------------------------------------------------------------------
+    def _segments(self, starts: np.ndarray, lengths: np.ndarray) -> _Segments:
+        lengths = np.asarray(lengths, np.int64)
+        order = np.argsort(-lengths, kind="stable")
+        return _Segments(self._i64.add(starts), self._i64.add(lengths), self._i64.add(order), n=len(lengths))
+
+    def _begin(self, token_ids: np.ndarray) -> int:
+        """Start a batch's staging with its token ids; returns their ticket."""
+        self._i64.reset()
+        self._i32.reset()
+        return self._i32.add(token_ids)
+
+    def _upload(self, tokens: int, n_tokens: int) -> _Inputs:
+        """Copy every index array staged for this batch (two transfers) -> the token inputs on the device."""
+        for st in (self._i64, self._i32):
+            st.upload(self.stream)
+        return _Inputs(self._i32.view(tokens), self.embedding, n_tokens)
+
+    # -- orchestration (mirrors CpuBackend._forward) -------------------------------------------------------------
+    def _forward(self, batch: DocBatch, state: CarryState | None) -> tuple[Scores, CarryState | None]:
+        cfg = self.config
+        so, do = batch.sent_offsets, batch.doc_offsets
+        sent_len = np.diff(so)
+        nonempty = sent_len > 0
+        ne = np.flatnonzero(nonempty)
+        ne_cum = np.zeros(len(so), np.int64)
+        np.cumsum(nonempty, out=ne_cum[1:])
+        doc_ne = ne_cum[do]  # document d holds non-empty sentences doc_ne[d] .. doc_ne[d+1] (compacted)
+        ticket = self._begin(batch.token_ids)
+        word_att = self._full(batch.n_tokens) if cfg.word_encoder.pooling == "attention" else None
+        sent_att = None
+        new_state = None
+        carry = self._carry(state) if state is not None else None
+        if cfg.composition in ("flat", "paragraph"):
+            tok = so[do]
+            seg = self._segments(tok[:-1], np.diff(tok))
+            bwd = None
+            if cfg.composition == "paragraph" and cfg.word_encoder.bidirectional:
+                # the backward direction runs over each non-empty sentence; document n's last one gives its
+                # part of a `last`-pooled vector (-1: the document has none, keep what was carried)
+                last = np.where(doc_ne[1:] > doc_ne[:-1], doc_ne[1:] - 1, -1)
+                bwd = (self._segments(so[ne], sent_len[ne]), self._i64.add(last))
+            tokens = self._upload(ticket, batch.n_tokens)
+            docvec, new_state = self._encode(self.word, tokens, seg, bwd, carry, word_att, None)
+            if cfg.composition == "flat":
+                new_state = None
+        else:
+            seg = self._segments(so[ne], sent_len[ne])
+            doc_seg = self._segments(doc_ne[:-1], np.diff(doc_ne))
+            slots = self._i64.add(ne)
+            tokens = self._upload(ticket, batch.n_tokens)
+            sentvec, _ = self._encode(self.word, tokens, seg, None, None, word_att, None)
+            if cfg.composition == "average":
+                docvec = self._pool(MODES["mean"], sentvec, self._arange(len(ne)), doc_seg)
+            else:
+                assert self.doc is not None
+                if self.doc.cfg.pooling == "attention":
+                    sent_att = self._full(batch.n_sentences)
+                inputs = _Inputs(self._arange(len(ne)), sentvec, len(ne))
+                docvec, new_state = self._encode(self.doc, inputs, doc_seg, None, carry, sent_att,
+                                                 self._i64.view(slots))
+                if not cfg.can_carry:
+                    new_state = None
+        probs = self._head(docvec)
+        host_w = self._download("word_att", word_att) if word_att is not None else None
+        host_s = self._download("sent_att", sent_att) if sent_att is not None else None
+        host_state = [self._download(f"state_{k}", a) for k, a in enumerate(new_state)] if new_state else None
+        self.stream.synchronize()
+        scores = Scores(probs.copy(), None if host_w is None else host_w.copy(),
+                        None if host_s is None else host_s.copy())
+        return scores, (CarryState(*(a.copy() for a in host_state)) if host_state else None)
+
+    def _carry(self, state: CarryState) -> tuple:
+        return tuple(self._up(a) for a in (state.h, state.c, state.m, state.s, state.acc))
+
+    def _head(self, docvec) -> np.ndarray:
+        n, C = docvec.shape[0], self.head_b.shape[0]
+        probs = self._empty((n, C))
+        if n:
+            self._launch1(softmax_linear, n)(docvec, self.head_WT, self.head_b, probs)
+        return self._download("probs", probs)
+
+    def _pool(self, mode: int, table, rows, seg: _Segments):
+        n, d = seg.n, table.shape[1]
+        m, s, acc = self._full(n), self._full(n), self._full((n, d))
+        if n:
+            starts, lengths = self._i64.view(seg.starts), self._i64.view(seg.lengths)
+            pool_accumulate[n, min(self.threads, 32 * -(-d // 32)), self.stream](
+                mode, table, rows, starts, lengths, self._full(1), m, s, acc)
+        out = self._empty((n, d))
+        if n * d:
+            self._launch1(pool_finalize, n * d)(mode, s, acc, out)
+        return out
+
+    def _run_direction(self, enc: _Encoder, k: int, inputs: _Inputs, seg: _Segments, h0, c0, outs, store: bool):
+        """Direction k (0 forward, 1 backward) of a recurrent encoder -> final (h, c) on the device."""
+        d, H = enc.dirs[k], enc.cfg.hidden
+        h_n, c_n = self._empty((seg.n, H)), self._empty((seg.n, H))
+        if seg.n:
+            if d.table is not None and inputs.table is self.embedding:
+                proj, rows = d.table, inputs.rows
+            else:
+                proj, rows = self._linear(inputs.table, inputs.rows, inputs.n, d.W_ihT, d.b_ih), self._arange(inputs.n)
+            bx, by = self._rnn_block(H)
+            v = self._i64.view
+            recurrent[_blocks(seg.n, by), (bx, by), self.stream, shared_bytes(by, H)](
+                enc.kind, proj, rows, v(seg.starts), v(seg.lengths), v(seg.order), k, d.W_hhT, d.b_hh, h0, c0,
+                outs, int(store), k * H, h_n, c_n)
+        return h_n, c_n
+
+    def _rnn_block(self, H: int) -> tuple[int, int]:
+        if self.rnn_block is not None:
+            return self.rnn_block
+        bx = min(32 * -(-H // 32), RNN_THREADS)
+        return bx, max(1, RNN_THREADS // bx)
+
+    def _encode(self, enc: _Encoder, inputs: _Inputs, seg: _Segments, bwd: tuple[_Segments, int] | None,
+                carry: tuple | None, att_out, att_slots) -> tuple[object, tuple | None]:
+        """Encode and pool N segments of `inputs` -> (device [N, D], device state (h, c, m, s, acc) or None).
+
+        bwd: for paragraph mode, the backward direction's own segments (non-empty sentences) and the ticket of
+        each document's last one (-1: none); None means the same segments as forward.
+        """
+        cfg = enc.cfg
+        N, T = seg.n, inputs.n
+        if cfg.type == "mean":
+            return self._pool(MODES["mean"], inputs.table, inputs.rows, seg), None
+        if cfg.type == "cnn":
+            if enc.conv_table is not None and inputs.table is self.embedding:
+                proj, rows = enc.conv_table, inputs.rows
+            else:
+                proj = self._linear(inputs.table, inputs.rows, T, enc.conv_WT, enc.conv_zero_b)
+                rows = self._arange(T)
+            F = cfg.maps * len(cfg.widths)
+            out = self._empty((N, F))
+            if N:
+                v = self._i64.view
+                self._launch1(cnn_max_over_time, N * F)(proj, rows, v(seg.starts), v(seg.lengths), enc.widths,
+                                                         enc.conv_b, cfg.maps, out)
+            return out, None
+        H, D = cfg.hidden, cfg.out_dim(0)
+        store = cfg.pooling != "last"
+        outs = self._empty((T if store else 1, D))
+        h0 = carry[0] if carry is not None else self._full((N, H))
+        c0 = carry[1] if carry is not None else self._full((N, H))
+        h_n, c_n = self._run_direction(enc, 0, inputs, seg, h0, c0, outs, store)
+        h_b = None
+        if cfg.bidirectional:  # from zero state, over its own segments in paragraph mode
+            b_seg = bwd[0] if bwd is not None else seg
+            zeros = self._full((b_seg.n, H))
+            h_b, _ = self._run_direction(enc, 1, inputs, b_seg, zeros, zeros, outs, store)
+        m = self._copy(carry[2]) if carry is not None else self._full(N)
+        s = self._copy(carry[3]) if carry is not None else self._full(N)
+        acc = self._copy(carry[4]) if carry is not None else self._full((N, D))
+        v = self._i64.view
+        if cfg.pooling == "last":
+            if N:
+                self._launch1(memory.scatter_cols, N * H)(h_n, self._arange(N), 0, acc)
+                if h_b is not None:
+                    idx = self._arange(N) if bwd is None else v(bwd[1])
+                    self._launch1(memory.scatter_cols, N * H)(h_b, idx, H, acc)
+                self._launch1(memory.add_lengths, N)(s, v(seg.lengths))
+            pooled = acc
+        else:
+            mode = MODES[cfg.pooling]
+            scores = self._full(1)
+            if mode == MODES["attention"]:
+                scores = self._empty(T)
+                if T:
+                    self._launch1(attention_scores_linear, T)(outs, enc.att_WT, enc.att_b, enc.att_ctx, scores)
+            positions = self._arange(T)
+            if N:
+                pool_accumulate[N, min(self.threads, 32 * -(-D // 32)), self.stream](
+                    mode, outs, positions, v(seg.starts), v(seg.lengths), scores, m, s, acc)
+            pooled = self._empty((N, D))
+            if N * D:
+                self._launch1(pool_finalize, N * D)(mode, s, acc, pooled)
+            if att_out is not None and N:
+                slots = positions if att_slots is None else att_slots
+                attention_weights[N, min(self.threads, 32), self.stream](
+                    scores, v(seg.starts), v(seg.lengths), m, s, att_out, slots)
+        return pooled, (h_n, c_n, m, s, acc)
+
+    def _copy(self, a):
+        out = self._empty(a.shape)
+        out.copy_to_device(a, stream=self.stream)
+        return out

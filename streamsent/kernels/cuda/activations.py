@@ -1,0 +1,19 @@
+"""tanh and sigmoid as device functions.
+
+The CPU kernels use a rational tanh because llvmlite has no vectorised libm; the GPU has fast hardware tanh and
+exp, so these are the plain formulas (torch.nn's, within float32 rounding of the CPU's approximation).
+"""
+
+import math
+
+from .compiler import device
+
+
+@device
+def tanh(x):
+    return math.tanh(x)
+
+
+@device
+def sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))

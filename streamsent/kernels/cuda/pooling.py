@@ -1,0 +1,116 @@
+"""Pooling of ragged segments in accumulator form, the attention scores and weights (Yang et al. 2016).
+
+The same accumulators as kernels/cpu/pooling.py, per segment n: m[n], s[n], acc[n, D]:
+  mean       acc = Σ o,  s = count
+  max        acc = running max, s = count
+  attention  m = running max score, s = Σ exp(score − m), acc = Σ exp(score − m) o   (online softmax)
+"""
+
+import math
+
+from .activations import tanh
+from .compiler import cuda, f32, kernel
+
+MEAN, MAX, ATTENTION = 0, 1, 2
+MODES = {"mean": MEAN, "max": MAX, "attention": ATTENTION}
+
+
+@kernel
+def pool_accumulate(mode, table, rows, starts, lengths, scores, m, s, acc):
+    """Fold segment n (positions starts[n] .. + lengths[n]) of table[rows[p]] into the accumulators.
+
+    One block per segment, its threads over the D columns. Every thread reads m[n], s[n] before a barrier and
+    derives the new values itself (the segment's max and sum are cheap next to the D-wide sums); thread 0
+    writes them after the barrier, so no thread reads a half-updated accumulator.
+    """
+    n = cuda.blockIdx.x
+    D = table.shape[1]
+    tx = cuda.threadIdx.x
+    L = lengths[n] if n < starts.shape[0] else 0
+    m_old = m[n] if n < starts.shape[0] else f32(0.0)
+    s_old = s[n] if n < starts.shape[0] else f32(0.0)
+    cuda.syncthreads()
+    if L == 0:
+        return
+    p0 = starts[n]
+    if mode == MEAN:
+        for j in range(tx, D, cuda.blockDim.x):
+            a = acc[n, j]
+            for p in range(p0, p0 + L):
+                a += table[rows[p], j]
+            acc[n, j] = a
+        if tx == 0:
+            s[n] = s_old + L
+    elif mode == MAX:
+        for j in range(tx, D, cuda.blockDim.x):
+            a = acc[n, j] if s_old > 0 else -math.inf
+            for p in range(p0, p0 + L):
+                a = max(a, table[rows[p], j])
+            acc[n, j] = a
+        if tx == 0:
+            s[n] = s_old + L
+    else:
+        mx = m_old if s_old > 0 else -math.inf
+        for p in range(p0, p0 + L):
+            mx = max(mx, scores[p])
+        scale = math.exp(m_old - mx) if s_old > 0 else f32(0.0)
+        total = s_old * scale
+        for p in range(p0, p0 + L):
+            total += math.exp(scores[p] - mx)
+        for j in range(tx, D, cuda.blockDim.x):
+            a = acc[n, j] * scale
+            for p in range(p0, p0 + L):
+                a += math.exp(scores[p] - mx) * table[rows[p], j]
+            acc[n, j] = a
+        if tx == 0:
+            m[n] = mx
+            s[n] = total
+
+
+@kernel
+def pool_finalize(mode, s, acc, out):
+    """The pooled vectors; an empty segment (s == 0) gives the zero vector. One thread per element."""
+    N, D = out.shape
+    k = cuda.grid(1)
+    if k >= N * D:
+        return
+    n = k // D
+    j = k - n * D
+    if s[n] == 0:
+        out[n, j] = 0.0
+    elif mode == MAX:
+        out[n, j] = acc[n, j]
+    else:
+        out[n, j] = acc[n, j] / s[n]
+
+
+@kernel
+def attention_scores_linear(o, WT, b, context, scores):
+    """scores[p] = tanh(o_p @ WT + b) · context, one thread per position, no [T, A] projection in memory.
+
+    o [T, D], WT [D, A], b [A], context [A] -> scores [T]. Threads of a warp read the same WT column (a
+    broadcast); the A-wide projection lives in one register at a time.
+    """
+    p = cuda.grid(1)
+    T, D = o.shape
+    A = WT.shape[1]
+    if p >= T:
+        return
+    total = f32(0.0)
+    for j in range(A):
+        u = b[j]
+        for k in range(D):
+            u += o[p, k] * WT[k, j]
+        total += tanh(u) * context[j]
+    scores[p] = total
+
+
+@kernel
+def attention_weights(scores, starts, lengths, m, s, weights, slots):
+    """weights[slots[p]] = exp(score_p − m[n]) / s[n]: one block per segment, its threads over positions."""
+    n = cuda.blockIdx.x
+    if n >= starts.shape[0]:
+        return
+    p0 = starts[n]
+    for p in range(p0 + cuda.threadIdx.x, p0 + lengths[n], cuda.blockDim.x):
+        weights[slots[p]] = math.exp(scores[p] - m[n]) / s[n]
