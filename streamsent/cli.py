@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default")
     p.add_argument("--data", required=True, help="Parquet or CSV with text (or tokens) and label columns")
     p.add_argument("--label-column", default="label")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "reference"])
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "reference"])
     p.add_argument("--limit", type=int, default=0, help="only the first N rows")
     p.add_argument("--no-torch", action="store_true", help="skip the label agreement check against PyTorch")
     p.add_argument("--json", action="store_true", help="also print the report as one JSON line")
