@@ -7,11 +7,13 @@ hands sinks an Arrow table with the `SCORED_SCHEMA` columns.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import pyarrow as pa
 
 __all__ = ["Record", "Doc", "DeadLetter", "DocFields", "decode_record", "SCORED_COLUMNS", "REASONS"]
@@ -113,8 +115,42 @@ def _bad(record: Record, reason: str, detail: str) -> DeadLetter:
     return DeadLetter(record, reason, detail)
 
 
+@functools.cache
+def _plain_message(fields: DocFields) -> msgspec.json.Decoder | None:
+    """A decoder that accepts exactly the plain, valid messages: an id, text or tokens, no other field.
+
+    It is the fast path of `decode_record` (~0.2 µs against ~3 µs for json + checks in Python, per tweet): a
+    message it refuses, for whatever reason, goes through the full path, which says what is wrong or keeps the
+    extra fields. Where both accept a message they agree (duplicate keys: the last wins in both)."""
+    names = (fields.doc_id, fields.text, fields.tokens)
+    if len(set(names)) < 3:
+        return None
+    token = Annotated[int, msgspec.Meta(ge=0, lt=2**31)]
+    plain = msgspec.defstruct("PlainMessage", [("doc_id", str | int), ("text", str | None, None),
+                                               ("tokens", list[list[token]] | None, None)],
+                              rename=dict(zip(("doc_id", "text", "tokens"), names, strict=True)),
+                              forbid_unknown_fields=True)
+    return msgspec.json.Decoder(plain)
+
+
 def decode_record(record: Record, fields: DocFields = DocFields(), max_bytes: int = 1_048_576) -> Doc | DeadLetter:
     """One record -> a Doc, or a DeadLetter saying exactly what is wrong with it."""
+    plain = _plain_message(fields)
+    if plain is not None and record.error is None and record.parsed is None and record.value is not None and \
+            len(record.value) <= max_bytes:
+        try:
+            m = plain.decode(record.value)
+        except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError
+            m = None
+        if m is not None and m.doc_id != "" and (m.text is None) != (m.tokens is None) and (
+                m.text is None or m.text.strip()):
+            key = None if record.key is None else record.key.decode("utf-8", "replace")
+            return Doc(str(m.doc_id), key, m.text, m.tokens, {}, record)
+    return _decode_full(record, fields, max_bytes)
+
+
+def _decode_full(record: Record, fields: DocFields, max_bytes: int) -> Doc | DeadLetter:
+    """The full path: every check, in Python, with the reason for each refusal; extra fields kept."""
     if record.error is not None:
         return _bad(record, "undecodable", record.error)
     if record.parsed is not None:

@@ -19,9 +19,13 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-__all__ = ["encode_json", "encode_rows", "row_objects", "text_lines"]
+from . import json_kernel
+
+__all__ = ["encode_json", "encode_rows", "round_float", "row_objects", "text_lines"]
 
 _COORDINATES = ("topic", "partition", "offset", "file", "row")
 _FIXED = ("doc_id", "key", "label", "score", "probs", "model")
@@ -52,9 +56,11 @@ def _free_name(name: str, taken: dict[str, Any]) -> str:
     return name
 
 
-def _round_float(value: float | None, digits: int = 6) -> float | None:
-    """The hot path's rounding (score, probabilities, latency): no type dispatch."""
-    return None if value is None or not math.isfinite(value) else round(value, digits)
+def round_float(value: float | None, digits: int = 6) -> float | None:
+    """The rounding of score, probabilities and latency: k = value × 10**digits rounded half to even, then
+    k / 10**digits. For float32 probabilities this is exactly `round(value, digits)`; it is spelled out because the
+    JSON kernel (`json_kernel`) rounds the same way and both paths must write the same bytes."""
+    return None if value is None or not math.isfinite(value) else round(value * 10.0**digits) / 10**digits
 
 
 def row_objects(rows: pa.Table, labels: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
@@ -76,15 +82,15 @@ def row_objects(rows: pa.Table, labels: Sequence[str] = ()) -> Iterator[dict[str
             if len(p) != len(labels):
                 raise ValueError(f"row {i} has {len(p)} probabilities but the model has {len(labels)} labels "
                                  f"{list(labels)}")
-            probs_out: Any = {name: _round_float(v) for name, v in zip(labels, p, strict=True)}
+            probs_out: Any = {name: round_float(v) for name, v in zip(labels, p, strict=True)}
         else:
             probs_out = _round(p)
-        obj: dict[str, Any] = {"doc_id": doc_id[i], "key": key[i], "label": label[i], "score": _round_float(score[i]),
+        obj: dict[str, Any] = {"doc_id": doc_id[i], "key": key[i], "label": label[i], "score": round_float(score[i]),
                                "probs": probs_out, "model": model[i]}
         for name, values in coords:
             if values[i] is not None:
                 obj[name] = values[i]
-        obj["latency_ms"] = _round_float(latency[i], 3)
+        obj["latency_ms"] = round_float(latency[i], 3)
         for name, values in other:
             obj[name] = _round(values[i])
         if extra[i] is not None and extra[i] != "{}":
@@ -101,63 +107,140 @@ def encode_json(obj: dict[str, Any]) -> str:
     return _ENCODER.encode(obj)
 
 
-_STRING = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring  # what _ENCODER uses for str
-
-
-def _num(value: float | None, digits: int) -> str:
-    return "null" if value is None or not math.isfinite(value) else repr(round(value, digits))
-
-
 def encode_rows(rows: pa.Table, labels: Sequence[str] = ()) -> list[bytes]:
-    """`encode_json(obj).encode()` for every `obj` of `row_objects(rows, labels)`, byte for byte, but built column
-    by column.
+    """`encode_json(obj).encode()` for every `obj` of `row_objects(rows, labels)`, byte for byte, but written by
+    one Numba pass over the columns (`json_kernel`).
 
     The Kafka sink writes one message per scored document, and for short documents building a dict per row and
     running the generic encoder was a large share of the per-document Python work (docs/bench-pipeline.md).
-    Rows with extra input fields, and tables with other columns, take the generic path.
+    Rows with extra input fields (and the rare float the kernel leaves to `repr`) take the generic path, as do
+    tables with other columns and models without label names.
     """
     labels = tuple(labels)
     if any(name not in _RESERVED and name != "extra" for name in rows.column_names) or not labels:
-        return [encode_json(o).encode("utf-8") for o in row_objects(rows, labels)]
+        return _generic(rows, labels)
     n = rows.num_rows
-    string, num = _STRING, _num
-
-    def col(name: str) -> list[Any] | None:
-        return rows.column(name).to_pylist() if name in rows.column_names else None
-
-    def strings(name: str) -> list[str]:
-        values = col(name)
-        return ["null"] * n if values is None else ["null" if v is None else string(v) for v in values]
-
-    heads = [f"{_STRING(name)}:" for name in labels]
-    probs = []
-    for i, p in enumerate(col("probs") or [None] * n):
-        if p is None:
-            probs.append("null")
-        elif len(p) != len(labels):
-            raise ValueError(f"row {i} has {len(p)} probabilities but the model has {len(labels)} labels "
-                             f"{list(labels)}")
-        else:
-            probs.append("{" + ",".join([h + num(v, 6) for h, v in zip(heads, p, strict=True)]) + "}")
-    score = [num(v, 6) for v in col("score") or [None] * n]
-    latency = [num(v, 3) for v in col("latency_ms") or [None] * n]
-    tails = [""] * n  # the non-null coordinates, then latency
-    for name in _COORDINATES:
-        values = col(name)
-        if values is not None:
-            head = f',"{name}":'
-            tails = [t if v is None else t + head + (string(v) if isinstance(v, str) else str(v))
-                     for t, v in zip(tails, values, strict=True)]
-    out = [f'{{"doc_id":{d},"key":{k},"label":{lab},"score":{sc},"probs":{p},"model":{m}{t},"latency_ms":{lat}}}'
-           .encode()
-           for d, k, lab, sc, p, m, t, lat in zip(strings("doc_id"), strings("key"), strings("label"), score, probs,
-                                                 strings("model"), tails, latency, strict=True)]
-    extra = col("extra")
-    if extra is not None:
-        for i, e in enumerate(extra):
-            if e is not None and e != "{}":
-                out[i] = encode_json(next(row_objects(rows.slice(i, 1), labels))).encode("utf-8")
+    if n == 0:
+        return []
+    names = rows.column_names
+    probs = rows.column("probs").combine_chunks() if "probs" in names else None
+    if probs is None or probs.null_count or not pa.types.is_list(probs.type) or \
+            pc.any(pc.not_equal(pc.list_value_length(probs), len(labels))).as_py():
+        return _generic(rows, labels)  # null probabilities, or the wrong number (the generic path says which)
+    program = _Program(n)
+    program.string('{"doc_id":', _column(rows, "doc_id"))
+    program.string(',"key":', _column(rows, "key"))
+    program.string(',"label":', _column(rows, "label"))
+    program.number(',"score":', _column(rows, "score"), 6)
+    values = probs.flatten().cast(pa.float64()).to_numpy(zero_copy_only=False).reshape(n, len(labels))
+    for i, name in enumerate(labels):
+        program.number((',"probs":{' if i == 0 else ",") + _STRING(name) + ":", values[:, i], 6)
+    program.string('},"model":', _column(rows, "model"))
+    for name in _COORDINATES:  # left out where null
+        if name in names:
+            col = rows.column(name).combine_chunks()
+            add = program.integer if pa.types.is_integer(col.type) else program.string
+            add(f',"{name}":', col, omit_null=True)
+    program.number(',"latency_ms":', _column(rows, "latency_ms"), 3)
+    out, fallback = program.run()
+    if "extra" in names:
+        extra = rows.column("extra").combine_chunks()
+        fallback |= pc.not_equal(extra, "{}").fill_null(False).to_numpy(zero_copy_only=False)  # has extras
+    for i in np.flatnonzero(fallback).tolist():
+        out[i] = _generic(rows.slice(i, 1), labels)[0]
     return out
+
+
+def _generic(rows: pa.Table, labels: tuple[str, ...]) -> list[bytes]:
+    return [encode_json(o).encode("utf-8") for o in row_objects(rows, labels)]
+
+
+_STRING = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring  # what _ENCODER uses for str
+
+
+def _column(rows: pa.Table, name: str) -> pa.Array | None:
+    return rows.column(name).combine_chunks() if name in rows.column_names else None
+
+
+class _Program:
+    """The fields of one JSON object, in order, as `json_kernel.write_rows` takes them: a literal prefix and a
+    value column each."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.lit: list[bytes] = []
+        self.kind: list[int] = []
+        self.col: list[int] = []
+        self.digits: list[int] = []
+        self.omit: list[int] = []
+        self.strings: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # offsets, data, valid
+        self.ints: list[tuple[np.ndarray, np.ndarray]] = []
+        self.floats: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def _field(self, literal: str, kind: int, col: int, digits: int = 0, omit_null: bool = False) -> None:
+        self.lit.append(literal.encode("utf-8"))
+        self.kind.append(kind)
+        self.col.append(col)
+        self.digits.append(digits)
+        self.omit.append(int(omit_null))
+
+    def string(self, literal: str, arr: pa.Array | None, *, omit_null: bool = False) -> None:
+        n = self.n
+        if arr is None or arr.null_count == n:
+            entry = (np.zeros(n + 1, np.int64), np.zeros(0, np.uint8), np.zeros(n, np.bool_))
+        else:
+            if not pa.types.is_string(arr.type):
+                arr = arr.cast(pa.string())
+            _, offsets, data = arr.buffers()
+            entry = (np.frombuffer(offsets, np.int32, n + 1, arr.offset * 4).astype(np.int64),
+                     np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8),
+                     arr.is_valid().to_numpy(zero_copy_only=False))
+        self._field(literal, json_kernel.STR, len(self.strings), omit_null=omit_null)
+        self.strings.append(entry)
+
+    def integer(self, literal: str, arr: pa.Array, *, omit_null: bool = False) -> None:
+        self._field(literal, json_kernel.INT, len(self.ints), omit_null=omit_null)
+        self.ints.append((arr.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False),
+                          arr.is_valid().to_numpy(zero_copy_only=False)))
+
+    def number(self, literal: str, values: pa.Array | np.ndarray | None, digits: int) -> None:
+        n = self.n
+        if values is None:
+            entry = (np.zeros(n), np.zeros(n, np.bool_))
+        elif isinstance(values, np.ndarray):
+            entry = (np.ascontiguousarray(values, np.float64), np.ones(n, np.bool_))
+        else:
+            entry = (values.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False),
+                     values.is_valid().to_numpy(zero_copy_only=False))
+        self._field(literal, json_kernel.FLOAT, len(self.floats), digits)
+        self.floats.append(entry)
+
+    def run(self) -> tuple[list[bytes], np.ndarray]:
+        n = self.n
+        self._field("}", json_kernel.LITERAL, 0)
+        lit_off = np.zeros(len(self.lit) + 1, np.int64)
+        lit_off[1:] = np.cumsum([len(b) for b in self.lit])
+        strings = self.strings or [(np.zeros(n + 1, np.int64), np.zeros(0, np.uint8), np.zeros(n, np.bool_))]
+        base = np.cumsum([0] + [len(d) for _, d, _ in strings[:-1]])
+        s_off = np.stack([o + b for (o, _, _), b in zip(strings, base, strict=True)])
+        s_data = np.concatenate([d for _, d, _ in strings])
+        s_valid = np.stack([v for _, _, v in strings])
+        ints = self.ints or [(np.zeros(n, np.int64), np.zeros(n, np.bool_))]
+        floats = self.floats or [(np.zeros(n), np.zeros(n, np.bool_))]
+        text_bytes = int(sum(o[-1] - o[0] for o, _, _ in strings))
+        out = np.empty(n * (int(lit_off[-1]) + 32 * len(self.kind)) + 6 * text_bytes, np.uint8)
+        row_end = np.empty(n, np.int64)
+        fallback = np.zeros(n, np.bool_)
+        escapes, hexdigits = json_kernel.escapes()
+        json_kernel.write_rows(n, np.frombuffer(b"".join(self.lit), np.uint8), lit_off, np.array(self.kind, np.int64),
+                               np.array(self.col, np.int64), np.array(self.digits, np.int64),
+                               np.array(self.omit, np.int64), s_off, s_data, s_valid,
+                               np.stack([v for v, _ in ints]), np.stack([m for _, m in ints]),
+                               np.stack([v for v, _ in floats]), np.stack([m for _, m in floats]),
+                               out, row_end, fallback, escapes, hexdigits)
+        buf = out[: row_end[-1]].tobytes()
+        ends = row_end.tolist()
+        return [buf[s:e] for s, e in zip([0, *ends[:-1]], ends, strict=True)], fallback
 
 
 def _snippet(text: str) -> str:
