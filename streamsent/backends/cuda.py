@@ -24,7 +24,7 @@ from ..kernels.cuda.compiler import cuda
 from ..kernels.cuda.conv import cnn_max_over_time
 from ..kernels.cuda.linear import linear, softmax_linear
 from ..kernels.cuda.pooling import MODES, attention_scores_linear, attention_weights, pool_accumulate, pool_finalize
-from ..kernels.cuda.recurrent import KINDS, recurrent, shared_bytes
+from ..kernels.cuda.recurrent import KINDS, recurrent
 from ..models.config import EncoderConfig, ModelConfig
 from .base import CarryState, Scores
 from .cpu import _concat_scores, _concat_states, _doc_slice, _slices
@@ -36,7 +36,10 @@ F32 = np.float32
 # bounded (~400 MB at D = 100) whatever the batch.
 SLICE_TOKENS = 1 << 20
 THREADS = 128  # threads per block of the 1-d kernels
-RNN_THREADS = 128  # threads per block of the recurrence (hidden lanes × sequences of a tile)
+RNN_THREADS = 128  # threads per block of the recurrence (hidden-unit lanes × thread rows)
+# Sequences per recurrence thread (R, kernels/cuda/recurrent.py) by the number of sequences: more reuse of each
+# W_hh read when there are enough sequences to fill the GPU anyway, more blocks when there are few.
+RNN_REUSE = ((4096, 4), (1024, 2), (0, 1))
 
 
 def _blocks(n: int, threads: int) -> int:
@@ -136,13 +139,13 @@ class _Staging:
 class CudaBackend:
     """Scores batches on the GPU; the same `forward` contract, results and carried state as `CpuBackend`.
 
-    threads: block size of the 1-d kernels; rnn_block: (hidden lanes, sequences per tile) of the recurrence,
-    by default a warp multiple covering H and RNN_THREADS in all. The tests pass tiny ones so that the
-    simulator runs many blocks.
+    threads: block size of the 1-d kernels; rnn_block: (hidden-unit lanes, thread rows, sequences per thread) of
+    the recurrence, by default a warp multiple covering H, RNN_THREADS in all, and R from RNN_REUSE. The tests
+    pass tiny ones so that the simulator runs many blocks.
     """
 
     def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray], table_budget_mb: float = 256,
-                 threads: int = THREADS, rnn_block: tuple[int, int] | None = None) -> None:
+                 threads: int = THREADS, rnn_block: tuple[int, ...] | None = None) -> None:
         self.config = config
         self.threads = int(threads)
         self.rnn_block = rnn_block
@@ -209,6 +212,11 @@ class CudaBackend:
         if flat.shape[0]:
             self._launch1(memory.fill, flat.shape[0])(flat, F32(value))
         return a
+
+    def _zeros(self, n: int, d: int) -> tuple:
+        """Pooling accumulators m [n], s [n], acc [n, d] at zero: one allocation, one fill."""
+        buf = self._full(n * (d + 2))
+        return buf[:n], buf[n : 2 * n], buf[2 * n :].reshape(n, d)
 
     def _arange(self, n: int):
         if self._aranges is None or self._aranges.shape[0] < n:
@@ -392,7 +400,7 @@ class CudaBackend:
 
     def _pool(self, mode: int, table, rows, seg: _Segments):
         n, d = seg.n, table.shape[1]
-        m, s, acc = self._full(n), self._full(n), self._full((n, d))
+        m, s, acc = self._zeros(n, d)
         if n:
             starts, lengths = self._i64.view(seg.starts), self._i64.view(seg.lengths)
             pool_accumulate[n, min(self.threads, 32 * -(-d // 32)), self.stream](
@@ -411,18 +419,16 @@ class CudaBackend:
                 proj, rows = d.table, inputs.rows
             else:
                 proj, rows = self._linear(inputs.table, inputs.rows, inputs.n, d.W_ihT, d.b_ih), self._arange(inputs.n)
-            bx, by = self._rnn_block(H)
             v = self._i64.view
-            recurrent[_blocks(seg.n, by), (bx, by), self.stream, shared_bytes(by, H)](
-                enc.kind, proj, rows, v(seg.starts), v(seg.lengths), v(seg.order), k, d.W_hhT, d.b_hh, h0, c0,
-                outs, int(store), k * H, h_n, c_n)
+            recurrent(enc.kind, proj, rows, v(seg.starts), v(seg.lengths), v(seg.order), k, d.W_hhT, d.b_hh, h0,
+                      c0, outs, store, k * H, h_n, c_n, block=self._rnn_block(H, seg.n), stream=self.stream)
         return h_n, c_n
 
-    def _rnn_block(self, H: int) -> tuple[int, int]:
+    def _rnn_block(self, H: int, n: int) -> tuple[int, int, int]:
         if self.rnn_block is not None:
-            return self.rnn_block
+            return (*self.rnn_block, 1)[:3]
         bx = min(32 * -(-H // 32), RNN_THREADS)
-        return bx, max(1, RNN_THREADS // bx)
+        return bx, max(1, RNN_THREADS // bx), next(r for least, r in RNN_REUSE if n >= least)
 
     def _encode(self, enc: _Encoder, inputs: _Inputs, seg: _Segments, bwd: tuple[_Segments, int] | None,
                 carry: tuple | None, att_out, att_slots) -> tuple[object, tuple | None]:
@@ -451,17 +457,16 @@ class CudaBackend:
         H, D = cfg.hidden, cfg.out_dim(0)
         store = cfg.pooling != "last"
         outs = self._empty((T if store else 1, D))
-        h0 = carry[0] if carry is not None else self._full((N, H))
-        c0 = carry[1] if carry is not None else self._full((N, H))
+        h0, c0 = (carry[0], carry[1]) if carry is not None else (None, None)  # None: zeros
         h_n, c_n = self._run_direction(enc, 0, inputs, seg, h0, c0, outs, store)
         h_b = None
         if cfg.bidirectional:  # from zero state, over its own segments in paragraph mode
             b_seg = bwd[0] if bwd is not None else seg
-            zeros = self._full((b_seg.n, H))
-            h_b, _ = self._run_direction(enc, 1, inputs, b_seg, zeros, zeros, outs, store)
-        m = self._copy(carry[2]) if carry is not None else self._full(N)
-        s = self._copy(carry[3]) if carry is not None else self._full(N)
-        acc = self._copy(carry[4]) if carry is not None else self._full((N, D))
+            h_b, _ = self._run_direction(enc, 1, inputs, b_seg, None, None, outs, store)
+        if carry is not None:
+            m, s, acc = carry[2], carry[3], carry[4]  # uploaded for this batch: updated in place
+        else:
+            m, s, acc = self._zeros(N, D)
         v = self._i64.view
         if cfg.pooling == "last":
             if N:
@@ -477,7 +482,10 @@ class CudaBackend:
             if mode == MODES["attention"]:
                 scores = self._empty(T)
                 if T:
-                    self._launch1(attention_scores_linear, T)(outs, enc.att_WT, enc.att_b, enc.att_ctx, scores)
+                    lanes = min(32, max(1, self.threads // 4))  # 128 threads: a warp per position, 4 a block
+                    rows = max(1, self.threads // lanes)
+                    attention_scores_linear[_blocks(T, rows), (lanes, rows), self.stream, 4 * lanes * rows](
+                        outs, enc.att_WT, enc.att_b, enc.att_ctx, scores)
             positions = self._arange(T)
             if N:
                 pool_accumulate[N, min(self.threads, 32 * -(-D // 32)), self.stream](
@@ -490,8 +498,3 @@ class CudaBackend:
                 attention_weights[N, min(self.threads, 32), self.stream](
                     scores, v(seg.starts), v(seg.lengths), m, s, att_out, slots)
         return pooled, (h_n, c_n, m, s, acc)
-
-    def _copy(self, a):
-        out = self._empty(a.shape)
-        out.copy_to_device(a, stream=self.stream)
-        return out

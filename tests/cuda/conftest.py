@@ -22,8 +22,9 @@ import pytest
 
 ON_DEVICE = os.environ.get("STREAMSENT_CUDA_TESTS") == "device"
 # Launch geometry of the backends under test: under the simulator blocks of a few threads, so that every
-# kernel runs several blocks and the recurrence's threads each own several hidden units; on a GPU the defaults.
-SIM_GEOMETRY = {"threads": 8, "rnn_block": (2, 2)}
+# kernel runs several blocks and each recurrence thread owns several hidden units of two sequences; on a GPU the
+# defaults.
+SIM_GEOMETRY = {"threads": 8, "rnn_block": (2, 2, 2)}
 
 
 @pytest.fixture(scope="package", autouse=True)

@@ -138,13 +138,14 @@ def test_a_larger_second_batch_grows_the_buffers(geometry):
 
 @pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
 def test_recurrent_kernel_equals_the_cpu_kernel(kind, geometry):
-    """One direction of each cell from random initial states, forward and reversed, outputs at an offset column,
-    sequences of lengths 0..9 in tiles of two (several blocks, several hidden units per thread)."""
+    """One direction of each cell, forward and reversed, from random initial states and from zeros (h0 None),
+    outputs at an offset column, sequences of lengths 0..9, tiles of 1 × 2 and 2 × 3 sequences (several blocks,
+    several hidden units and sequences per thread)."""
     from numba import cuda
 
     from streamsent.kernels.cpu.recurrent import KINDS
     from streamsent.kernels.cpu.recurrent import recurrent as cpu_recurrent
-    from streamsent.kernels.cuda.recurrent import recurrent, shared_bytes
+    from streamsent.kernels.cuda.recurrent import recurrent
 
     rng = np.random.default_rng(3)
     H, G = 5, {"rnn": 1, "gru": 3, "lstm": 4}[kind] * 5
@@ -157,23 +158,23 @@ def test_recurrent_kernel_equals_the_cpu_kernel(kind, geometry):
     b_hh = rng.standard_normal(G).astype(np.float32)
     h0, c0 = rng.standard_normal((N, H)).astype(np.float32), rng.standard_normal((N, H)).astype(np.float32)
     order = np.argsort(-lengths, kind="stable")
-    bx, by = geometry.get("rnn_block", (32, 4))
-    for reverse in (0, 1):
+    blocks = [(2, 1, 2), (2, 2, 3)] if "rnn_block" in geometry else [(32, 4, 1), (32, 2, 4)]
+    d = {k: cuda.to_device(v) for k, v in dict(proj=proj, rows=rows, starts=starts, lengths=lengths, order=order,
+                                                W=W_hhT, b=b_hh, h0=h0, c0=c0).items()}
+    for reverse, initial, block in [(0, True, blocks[0]), (1, True, blocks[1]), (1, False, blocks[0])]:
+        h_init = h0 if initial else np.zeros_like(h0)
+        c_init = c0 if initial else np.zeros_like(c0)
         want_out = np.zeros((T, 2 * H), np.float32)
         want_h, want_c = np.empty((N, H), np.float32), np.empty((N, H), np.float32)
-        cpu_recurrent(KINDS[kind], proj, rows, starts, lengths, bool(reverse), W_hhT, b_hh, h0, c0, want_out, H,
-                      want_h, want_c, 2)
-        d = {k: cuda.to_device(v) for k, v in dict(proj=proj, rows=rows, starts=starts, lengths=lengths, order=order,
-                                                    W=W_hhT, b=b_hh, h0=h0, c0=c0).items()}
+        cpu_recurrent(KINDS[kind], proj, rows, starts, lengths, bool(reverse), W_hhT, b_hh, h_init, c_init, want_out,
+                      H, want_h, want_c, 2)
         out = cuda.to_device(np.zeros((T, 2 * H), np.float32))
         h_n, c_n = cuda.device_array((N, H), np.float32), cuda.device_array((N, H), np.float32)
-        blocks = -(-N // by)
-        assert blocks > 1 or bx >= 32
-        recurrent[blocks, (bx, by), 0, shared_bytes(by, H)](
-            KINDS[kind], d["proj"], d["rows"], d["starts"], d["lengths"], d["order"], reverse, d["W"], d["b"], d["h0"],
-            d["c0"], out, 1, H, h_n, c_n)
-        _assert_close(out.copy_to_host(), want_out, f"outputs, reverse={reverse}")
-        _assert_close(h_n.copy_to_host(), want_h, "h_n")
+        recurrent(KINDS[kind], d["proj"], d["rows"], d["starts"], d["lengths"], d["order"], reverse, d["W"], d["b"],
+                  d["h0"] if initial else None, d["c0"] if initial else None, out, True, H, h_n, c_n, block=block)
+        what = f"reverse={reverse}, initial={initial}, block={block}"
+        _assert_close(out.copy_to_host(), want_out, f"outputs, {what}")
+        _assert_close(h_n.copy_to_host(), want_h, f"h_n, {what}")
         if kind == "lstm":
-            _assert_close(c_n.copy_to_host(), want_c, "c_n")
-        assert np.abs(h_n.copy_to_host()[1] - h0[1]).max() == 0  # the empty sequence keeps its initial state
+            _assert_close(c_n.copy_to_host(), want_c, f"c_n, {what}")
+        assert np.abs(h_n.copy_to_host()[1] - h_init[1]).max() == 0  # the empty sequence keeps its initial state

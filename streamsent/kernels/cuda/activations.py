@@ -6,7 +6,7 @@ exp, so these are the plain formulas (torch.nn's, within float32 rounding of the
 
 import math
 
-from .compiler import device
+from .compiler import device, f32
 
 
 @device
@@ -16,4 +16,4 @@ def tanh(x):
 
 @device
 def sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x))
+    return f32(1.0) / (f32(1.0) + math.exp(-x))  # float32 literals: no float64 arithmetic on the GPU

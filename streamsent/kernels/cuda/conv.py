@@ -5,7 +5,7 @@ As on the CPU (kernels/cpu/conv.py): a width-w convolution at t is Σ_o W_o x_{t
 empty sequence pools to zeros (ReLU outputs are >= 0, so 0 is the max's identity).
 """
 
-from .compiler import cuda, kernel
+from .compiler import cuda, f32, kernel
 
 
 @kernel
@@ -29,7 +29,7 @@ def cnn_max_over_time(proj, rows, starts, lengths, widths, bias, maps, out):
     w = widths[k]
     L = lengths[n]
     p0 = starts[n]
-    best = 0.0
+    best = f32(0.0)
     if L > 0:
         n_pos = max(L - w + 1, 1)
         for t in range(n_pos):

@@ -2,7 +2,7 @@
 
 import math
 
-from .compiler import cuda, kernel
+from .compiler import cuda, f32, kernel
 
 
 @kernel
@@ -43,7 +43,7 @@ def softmax_linear(x, WT, b, out):
     mx = out[n, 0]
     for c in range(1, C):
         mx = max(mx, out[n, c])
-    total = 0.0
+    total = f32(0.0)
     for c in range(C):
         e = math.exp(out[n, c] - mx)
         out[n, c] = e

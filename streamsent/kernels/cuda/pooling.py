@@ -43,14 +43,14 @@ def pool_accumulate(mode, table, rows, starts, lengths, scores, m, s, acc):
             s[n] = s_old + L
     elif mode == MAX:
         for j in range(tx, D, cuda.blockDim.x):
-            a = acc[n, j] if s_old > 0 else -math.inf
+            a = acc[n, j] if s_old > 0 else f32(-math.inf)
             for p in range(p0, p0 + L):
                 a = max(a, table[rows[p], j])
             acc[n, j] = a
         if tx == 0:
             s[n] = s_old + L
     else:
-        mx = m_old if s_old > 0 else -math.inf
+        mx = m_old if s_old > 0 else f32(-math.inf)
         for p in range(p0, p0 + L):
             mx = max(mx, scores[p])
         scale = math.exp(m_old - mx) if s_old > 0 else f32(0.0)
@@ -77,7 +77,7 @@ def pool_finalize(mode, s, acc, out):
     n = k // D
     j = k - n * D
     if s[n] == 0:
-        out[n, j] = 0.0
+        out[n, j] = f32(0.0)
     elif mode == MAX:
         out[n, j] = acc[n, j]
     else:
@@ -86,23 +86,33 @@ def pool_finalize(mode, s, acc, out):
 
 @kernel
 def attention_scores_linear(o, WT, b, context, scores):
-    """scores[p] = tanh(o_p @ WT + b) · context, one thread per position, no [T, A] projection in memory.
+    """scores[p] = tanh(o_p @ WT + b) · context, without the [T, A] projection in memory.
 
-    o [T, D], WT [D, A], b [A], context [A] -> scores [T]. Threads of a warp read the same WT column (a
-    broadcast); the A-wide projection lives in one register at a time.
+    o [T, D], WT [D, A], b [A], context [A] -> scores [T]. Block (lanes, rows): row y takes position
+    blockIdx.x · rows + y, its lanes split the A projection columns (reads of WT coalesced along them, o_p one
+    broadcast); each lane's tanh(u)·context partial sum goes to shared memory and lane 0 adds them up in a fixed
+    order (deterministic). Dynamic shared memory: lanes · rows float32.
     """
-    p = cuda.grid(1)
     T, D = o.shape
     A = WT.shape[1]
-    if p >= T:
-        return
+    lanes = cuda.blockDim.x
+    tx = cuda.threadIdx.x
+    slot = cuda.threadIdx.y * lanes
+    p = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
+    part = cuda.shared.array(0, f32)
     total = f32(0.0)
-    for j in range(A):
-        u = b[j]
-        for k in range(D):
-            u += o[p, k] * WT[k, j]
-        total += tanh(u) * context[j]
-    scores[p] = total
+    if p < T:
+        for j in range(tx, A, lanes):
+            u = b[j]
+            for k in range(D):
+                u += o[p, k] * WT[k, j]
+            total += tanh(u) * context[j]
+    part[slot + tx] = total
+    cuda.syncthreads()
+    if tx == 0 and p < T:
+        for i in range(1, lanes):
+            total += part[slot + i]
+        scores[p] = total
 
 
 @kernel
