@@ -4,7 +4,7 @@ The CPU mirror prefetches rows the hardware cannot predict; on the GPU the equiv
 small copies run as kernels on the backend's stream instead of round trips through the host.
 """
 
-from .compiler import cuda, kernel
+from .compiler import cuda, f32, kernel
 
 
 @kernel
@@ -26,7 +26,7 @@ def add_lengths(s, lengths):
     """s[n] += lengths[n] (the count of a `last`-pooled accumulator)."""
     n = cuda.grid(1)
     if n < s.shape[0]:
-        s[n] += lengths[n]
+        s[n] += f32(lengths[n])
 
 
 @kernel

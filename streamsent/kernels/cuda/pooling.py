@@ -40,7 +40,7 @@ def pool_accumulate(mode, table, rows, starts, lengths, scores, m, s, acc):
                 a += table[rows[p], j]
             acc[n, j] = a
         if tx == 0:
-            s[n] = s_old + L
+            s[n] = s_old + f32(L)
     elif mode == MAX:
         for j in range(tx, D, cuda.blockDim.x):
             a = acc[n, j] if s_old > 0 else f32(-math.inf)
@@ -48,7 +48,7 @@ def pool_accumulate(mode, table, rows, starts, lengths, scores, m, s, acc):
                 a = max(a, table[rows[p], j])
             acc[n, j] = a
         if tx == 0:
-            s[n] = s_old + L
+            s[n] = s_old + f32(L)
     else:
         mx = m_old if s_old > 0 else f32(-math.inf)
         for p in range(p0, p0 + L):

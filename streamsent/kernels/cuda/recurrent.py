@@ -33,6 +33,7 @@ def shared_bytes(rows: int, H: int, R: int = 1) -> int:
 
 def _make(kind: int, R: int):
     NG = GATES[kind]
+    NR = NG * R  # a local array's size must be a compile-time constant: computed here, not in the kernel
 
     @kernel
     def run(proj, rows, starts, lengths, order, reverse, W_hhT, b_hh, h0, c0, zero_init, out, store, out_col, h_n,
@@ -65,11 +66,11 @@ def _make(kind: int, R: int):
         steps = lengths[order[first]] if first < N else 0  # the tile's longest sequence
         cur = 0
         nxt = tile * H
-        acc = cuda.local.array(NG * R, f32)
+        acc = cuda.local.array(NR, f32)
         cuda.syncthreads()
         for t in range(steps):
             for j in range(tx, H, bx):
-                for q in range(NG * R):
+                for q in range(NR):
                     acc[q] = f32(0.0)
                 for k in range(H):  # gh = W_hh h for the R sequences (finished ones too: no divergence)
                     for g in range(NG):
