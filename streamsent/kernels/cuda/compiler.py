@@ -10,6 +10,8 @@ one thread per CUDA thread): that is how the tests check the kernels on machines
 
 from __future__ import annotations
 
+import warnings
+
 import numba
 import numba.core.config
 
@@ -17,6 +19,10 @@ import numba.core.config
 # that a NUMBA_ENABLE_CUDASIM=1 set since then (tests/cuda/conftest.py does) picks the simulator below.
 numba.core.config.reload_config()
 from numba import cuda  # noqa: E402
+from numba.core.errors import NumbaPerformanceWarning  # noqa: E402
+
+# A batch of a few documents launches grids of a few blocks on purpose; numba-cuda would warn at every launch.
+warnings.filterwarnings("ignore", message="Grid size", category=NumbaPerformanceWarning)
 
 __all__ = ["cuda", "kernel", "device", "f32", "is_simulator", "NAME"]
 
