@@ -36,8 +36,9 @@ def kernel(fn):
 
 
 def device(fn):
-    """A device function, inlined into the kernels that call it."""
-    return cuda.jit(device=True, inline=True)(fn)
+    """A device function, inlined at numba's IR level into each kernel that calls it (no separate compile and link
+    of the callee, which also lets `compile_ptx` build the kernels without a GPU)."""
+    return cuda.jit(device=True, inline="always")(fn)
 
 
 def is_simulator() -> bool:
