@@ -24,7 +24,7 @@ from ..kernels.cuda.compiler import cuda
 from ..kernels.cuda.conv import cnn_max_over_time
 from ..kernels.cuda.linear import linear, softmax_linear
 from ..kernels.cuda.pooling import MODES, attention_scores_linear, attention_weights, pool_accumulate, pool_finalize
-from ..kernels.cuda.recurrent import KINDS, recurrent
+from ..kernels.cuda.recurrent import KINDS, recurrent, shared_bytes
 from ..models.config import EncoderConfig, ModelConfig
 from .base import CarryState, Scores
 from .cpu import _concat_scores, _concat_states, _doc_slice, _slices
@@ -38,8 +38,10 @@ SLICE_TOKENS = 1 << 20
 THREADS = 128  # threads per block of the 1-d kernels
 RNN_THREADS = 128  # threads per block of the recurrence (hidden-unit lanes × thread rows)
 # Sequences per recurrence thread (R, kernels/cuda/recurrent.py) by the number of sequences: more reuse of each
-# W_hh read when there are enough sequences to fill the GPU anyway, more blocks when there are few.
-RNN_REUSE = ((4096, 4), (1024, 2), (0, 1))
+# W_hh read when there are enough sequences to fill the GPU anyway, more blocks when there are few. Not 8: its
+# per-sequence bookkeeping no longer fits in registers (tests/cuda/test_compile.py checks for local memory).
+RNN_REUSE = ((1024, 4), (256, 2), (0, 1))
+SHARED_LIMIT = 48 * 1024  # dynamic shared memory a block may use without opting in
 
 
 def _blocks(n: int, threads: int) -> int:
@@ -428,7 +430,14 @@ class CudaBackend:
         if self.rnn_block is not None:
             return (*self.rnn_block, 1)[:3]
         bx = min(32 * -(-H // 32), RNN_THREADS)
-        return bx, max(1, RNN_THREADS // bx), next(r for least, r in RNN_REUSE if n >= least)
+        by = max(1, RNN_THREADS // bx)
+        R = next(r for least, r in RNN_REUSE if n >= least)
+        while shared_bytes(by, H, R) > SHARED_LIMIT and by * R > 1:  # the tile's states must fit
+            by, R = (by // 2, R) if by > 1 else (by, R // 2)
+        if shared_bytes(by, H, R) > SHARED_LIMIT:
+            raise ValueError(f"hidden size {H} is too large for the CUDA recurrence (its state, {shared_bytes(1, H)} "
+                             f"bytes of shared memory a sequence, exceeds {SHARED_LIMIT}); use device = 'cpu'")
+        return bx, by, R
 
     def _encode(self, enc: _Encoder, inputs: _Inputs, seg: _Segments, bwd: tuple[_Segments, int] | None,
                 carry: tuple | None, att_out, att_slots) -> tuple[object, tuple | None]:

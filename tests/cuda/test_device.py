@@ -112,3 +112,22 @@ def test_sentence_vectors_then_score_sentences_equal_the_cpu(attention, geometry
 
     with pytest.raises(StateError, match="no sentence vectors"):
         CudaBackend(flat, random_weights(flat), **geometry).sentence_vectors(batch)
+
+
+def test_default_recurrence_geometry_fits_shared_memory():
+    """Default tiles: a warp multiple of lanes, 128 threads, R by the number of sequences, shrunk until the
+    tile's states fit 48 kB of shared memory; a state too large for one sequence is a clear error."""
+    from streamsent.backends.cuda import SHARED_LIMIT, CudaBackend
+    from streamsent.kernels.cuda.recurrent import shared_bytes
+
+    cfg = make_config(encoder("mean"), vocab=10, dim=3)
+    be = CudaBackend(cfg, random_weights(cfg))
+    assert be._rnn_block(50, 10) == (64, 2, 1)
+    assert be._rnn_block(50, 5000) == (64, 2, 4)
+    assert be._rnn_block(128, 300) == (128, 1, 2)
+    for H in (5, 50, 128, 700, 1024):
+        bx, by, R = be._rnn_block(H, 100_000)
+        assert bx * by <= 128 and bx >= min(H, 128) and shared_bytes(by, H, R) <= SHARED_LIMIT
+    assert be._rnn_block(1024, 100_000)[2] == 2  # 4 would need 48 kB + 1
+    with pytest.raises(ValueError, match="hidden size 5000 is too large"):
+        be._rnn_block(5000, 10)
