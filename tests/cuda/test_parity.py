@@ -178,3 +178,24 @@ def test_recurrent_kernel_equals_the_cpu_kernel(kind, geometry):
         if kind == "lstm":
             _assert_close(c_n.copy_to_host(), want_c, f"c_n, {what}")
         assert np.abs(h_n.copy_to_host()[1] - h_init[1]).max() == 0  # the empty sequence keeps its initial state
+
+
+DEFAULT_CASES = [
+    (encoder("gru", True, "attention", hidden=50) | {"attention_dim": 40},
+     {"type": "hierarchical", "encoder": encoder("gru", True, "attention", hidden=20) | {"attention_dim": 40}}),
+    (encoder("lstm", False, "last", hidden=40), {"type": "flat"}),
+    ({"type": "cnn", "widths": [3, 4, 5], "maps": 40}, {"type": "flat"}),
+]
+
+
+@pytest.mark.parametrize(("word", "comp"), DEFAULT_CASES, ids=["HAN-50", "LSTM-40", "CNN-40"])
+def test_default_geometry_equals_cpu(word, comp):
+    """The production launch geometry (128-thread blocks: 64 lanes over 50 hidden units, a warp of lanes over 40
+    attention columns) on wider models than the other tests, == the CPU backend."""
+    cfg = make_config(word, comp, vocab=30, dim=16)
+    w = random_weights(cfg, seed=1, scale=0.3)
+    gpu, cpu = backends(cfg, w, {})
+    batch = DocBatch.from_lists(small_docs(np.random.default_rng(0), 3, cfg.vocab_size))
+    got, want = gpu.forward(batch)[0], cpu.forward(batch)[0]
+    for what in ("probs", "word_attention", "sentence_attention"):
+        _assert_close(getattr(got, what), getattr(want, what), what)
