@@ -10,6 +10,9 @@ DocBatch construction are outside both. Torch runs in float32 without TF32 (the 
 inference_mode. docs/s are medians of interleaved repeats. `max |Δp|` is the largest difference of the two
 sides' probabilities on the first batch.
 
+After the table, a per-stage breakdown of one batch size (default 256; each stage waited for, so timed apart) and
+each model's latency for a one-document batch (the fixed cost of a forward pass: launches, copies, host work).
+
 --sim runs the same code on numba-cuda's simulator with tiny models (torch on the CPU): a check that the script
 works end to end on a machine without a GPU, not a measurement.
 """
@@ -53,6 +56,8 @@ def main() -> int:
     ap.add_argument("--batches", help="comma-separated batch sizes (default 32,256,4096; --sim 2,4)")
     ap.add_argument("--repeats", type=int, help="timed repeats per row, median kept (default 3; --sim 1)")
     ap.add_argument("--budget-s", type=float, default=330.0, help="stop starting new rows after this many seconds")
+    ap.add_argument("--breakdown", type=int, help="batch size of the per-stage breakdown (default 256; --sim the "
+                                                   "last; 0: none)")
     ap.add_argument("--sim", action="store_true", help="numba-cuda's simulator, tiny models, torch on the CPU")
     args = ap.parse_args()
     if args.sim:
@@ -60,6 +65,7 @@ def main() -> int:
         sys.setswitchinterval(1e-4)  # the simulator polls its threads (see tests/cuda/conftest.py)
     batches = [int(b) for b in (args.batches or ("2,4" if args.sim else "32,256,4096")).split(",")]
     repeats = args.repeats or (1 if args.sim else 3)
+    breakdown_bs = args.breakdown if args.breakdown is not None else (batches[-1] if args.sim else 256)
     if args.out:
         out = args.out
     elif os.environ.get("OUT"):
@@ -94,6 +100,7 @@ def main() -> int:
     for line in lines:
         print(line, flush=True)
     failed = False
+    stage_rows: list[str] = []
     for name in args.models.split(","):
         cfg = ModelConfig.from_dict(raw[name])
         weights = random_weights(cfg, seed=1, scale=0.1)
@@ -142,6 +149,14 @@ def main() -> int:
                          f"{'' if bar is None else f'≥ {bar:.1f}× ' + ('met' if ok else 'missed')} | {diff:.1e} | "
                          f"{'' if load_s is None else f'{load_s:.1f}'} |")
             print(lines[-1], flush=True)
+            if bs == breakdown_bs:
+                stage_rows.append(_breakdown(name, ours, ours_b, DocBatch.from_lists(docs[:1])))
+                print("breakdown:", stage_rows[-1], flush=True)
+    if stage_rows:
+        lines += ["", f"per-stage breakdown at batch {breakdown_bs} (each stage waited for: the sum exceeds an "
+                      "untimed pass) and the latency of a one-document batch:", "",
+                  "| model | batch | ms a batch, timed apart | 1-document batch ms | stages, share of the timed pass |",
+                  "|---|---:|---:|---:|---|", *stage_rows]
     lines += ["", f"total {time.perf_counter() - t_start:.0f} s; bars are the issue's (HAN at batch 256 ≥ 1× torch, "
                   "LSTM/GRU ≥ 0.5× cuDNN); max |Δp| over 1e-4 fails the run"]
     print(lines[-1])
@@ -149,6 +164,30 @@ def main() -> int:
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
     return 1 if failed else 0
+
+
+def _breakdown(name: str, model, batches: list, one) -> str:
+    """One markdown row: the backend's stage timer over `batches`, and the median latency of the batch `one`."""
+    spent: dict[str, float] = {}
+
+    def timer(stage: str, seconds: float) -> None:
+        spent[stage] = spent.get(stage, 0.0) + seconds
+
+    model.backend.timer = timer
+    try:
+        for b in batches:
+            model.predict_batch(b)
+    finally:
+        model.backend.timer = None
+    total = sum(spent.values())
+    lat = []
+    for _ in range(20):
+        t = time.perf_counter()
+        model.predict_batch(one)
+        lat.append(time.perf_counter() - t)
+    shares = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(spent.items(), key=lambda kv: -kv[1]))
+    return (f"| {name} | {batches[0].n_docs} | {1e3 * total / len(batches):.2f} | {1e3 * statistics.median(lat):.2f} | "
+            f"{shares} |")
 
 
 def _version(dist: str) -> str:

@@ -13,6 +13,8 @@ Importing this module imports numba.cuda: `models.model` does so only when `devi
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,6 +158,11 @@ class CudaBackend:
         self._i32 = _Staging(np.int32)
         self._aranges = None  # device int32[cap]: 0, 1, 2, ... for inputs that are their own rows
         self._pinned: dict[str, np.ndarray] = {}
+        # called as timer(stage, seconds) after each stage when set (bench/gpu.py --breakdown); each lap waits for
+        # the stream, so the stages are timed apart (and the pass runs a little slower). Stages: 'upload',
+        # '{word|doc}.{projection|recurrent|conv|attention_scores|pooling}', 'classifier', 'download'
+        self.timer: Callable[[str, float], None] | None = None
+        self._t = 0.0
         up = self._up
         self.embedding = up(weights["embedding.weight"])
         self.word = self._prepare(config.word_encoder, "word_encoder", weights)
@@ -202,6 +209,13 @@ class CudaBackend:
         return enc
 
     # -- small device helpers ----------------------------------------------------------------------------------
+    def _lap(self, stage: str) -> None:
+        if self.timer is not None:
+            self.stream.synchronize()
+            t = time.perf_counter()
+            self.timer(stage, t - self._t)
+            self._t = t
+
     def _launch1(self, kern, n: int):
         return kern[_blocks(n, self.threads), self.threads, self.stream]
 
@@ -278,10 +292,11 @@ class CudaBackend:
         so = batch.sent_offsets
         sent_len = np.diff(so)
         ne = np.flatnonzero(sent_len > 0)
+        self._t = time.perf_counter()
         ticket = self._begin(batch.token_ids)
         seg = self._segments(so[ne], sent_len[ne])
         tokens = self._upload(ticket, batch.n_tokens)
-        vecs, _ = self._encode(self.word, tokens, seg, None, None, None, None)
+        vecs, _ = self._encode(self.word, tokens, seg, None, None, None, None, "word")
         out = self._download("vectors", vecs)
         self.stream.synchronize()
         return out.copy()
@@ -295,6 +310,7 @@ class CudaBackend:
         do = np.asarray(doc_offsets, np.int64)
         if len(do) == 0 or do[0] != 0 or do[-1] != len(vectors) or (np.diff(do) < 0).any():
             raise ValueError(f"doc_offsets must rise from 0 to {len(vectors)} (the number of sentence vectors)")
+        self._t = time.perf_counter()
         self._begin(np.zeros(0, np.int32))
         seg = self._segments(do[:-1], np.diff(do))
         slots = self._i64.add(np.arange(len(vectors)))
@@ -307,7 +323,7 @@ class CudaBackend:
             if self.doc.cfg.pooling == "attention":
                 sent_att = self._full(len(vectors))
             inputs = _Inputs(self._arange(len(vectors)), self._up(vectors), len(vectors))
-            docvec, _ = self._encode(self.doc, inputs, seg, None, None, sent_att, self._i64.view(slots))
+            docvec, _ = self._encode(self.doc, inputs, seg, None, None, sent_att, self._i64.view(slots), "doc")
         probs = self._head(docvec)
         att = self._download("sent_att", sent_att) if sent_att is not None else None
         self.stream.synchronize()
@@ -346,6 +362,7 @@ class CudaBackend:
         ne_cum = np.zeros(len(so), np.int64)
         np.cumsum(nonempty, out=ne_cum[1:])
         doc_ne = ne_cum[do]  # document d holds non-empty sentences doc_ne[d] .. doc_ne[d+1] (compacted)
+        self._t = time.perf_counter()
         ticket = self._begin(batch.token_ids)
         word_att = self._full(batch.n_tokens) if cfg.word_encoder.pooling == "attention" else None
         sent_att = None
@@ -361,7 +378,8 @@ class CudaBackend:
                 last = np.where(doc_ne[1:] > doc_ne[:-1], doc_ne[1:] - 1, -1)
                 bwd = (self._segments(so[ne], sent_len[ne]), self._i64.add(last))
             tokens = self._upload(ticket, batch.n_tokens)
-            docvec, new_state = self._encode(self.word, tokens, seg, bwd, carry, word_att, None)
+            self._lap("upload")
+            docvec, new_state = self._encode(self.word, tokens, seg, bwd, carry, word_att, None, "word")
             if cfg.composition == "flat":
                 new_state = None
         else:
@@ -369,23 +387,27 @@ class CudaBackend:
             doc_seg = self._segments(doc_ne[:-1], np.diff(doc_ne))
             slots = self._i64.add(ne)
             tokens = self._upload(ticket, batch.n_tokens)
-            sentvec, _ = self._encode(self.word, tokens, seg, None, None, word_att, None)
+            self._lap("upload")
+            sentvec, _ = self._encode(self.word, tokens, seg, None, None, word_att, None, "word")
             if cfg.composition == "average":
                 docvec = self._pool(MODES["mean"], sentvec, self._arange(len(ne)), doc_seg)
+                self._lap("doc.pooling")
             else:
                 assert self.doc is not None
                 if self.doc.cfg.pooling == "attention":
                     sent_att = self._full(batch.n_sentences)
                 inputs = _Inputs(self._arange(len(ne)), sentvec, len(ne))
                 docvec, new_state = self._encode(self.doc, inputs, doc_seg, None, carry, sent_att,
-                                                 self._i64.view(slots))
+                                                 self._i64.view(slots), "doc")
                 if not cfg.can_carry:
                     new_state = None
         probs = self._head(docvec)
+        self._lap("classifier")
         host_w = self._download("word_att", word_att) if word_att is not None else None
         host_s = self._download("sent_att", sent_att) if sent_att is not None else None
         host_state = [self._download(f"state_{k}", a) for k, a in enumerate(new_state)] if new_state else None
         self.stream.synchronize()
+        self._lap("download")
         scores = Scores(probs.copy(), None if host_w is None else host_w.copy(),
                         None if host_s is None else host_s.copy())
         return scores, (CarryState(*(a.copy() for a in host_state)) if host_state else None)
@@ -406,13 +428,14 @@ class CudaBackend:
         if n:
             starts, lengths = self._i64.view(seg.starts), self._i64.view(seg.lengths)
             pool_accumulate[n, min(self.threads, 32 * -(-d // 32)), self.stream](
-                mode, table, rows, starts, lengths, self._full(1), m, s, acc)
+                mode, table, rows, starts, lengths, self._empty(1), m, s, acc)  # scores: unused here
         out = self._empty((n, d))
         if n * d:
             self._launch1(pool_finalize, n * d)(mode, s, acc, out)
         return out
 
-    def _run_direction(self, enc: _Encoder, k: int, inputs: _Inputs, seg: _Segments, h0, c0, outs, store: bool):
+    def _run_direction(self, enc: _Encoder, k: int, inputs: _Inputs, seg: _Segments, h0, c0, outs, store: bool,
+                       level: str):
         """Direction k (0 forward, 1 backward) of a recurrent encoder -> final (h, c) on the device."""
         d, H = enc.dirs[k], enc.cfg.hidden
         h_n, c_n = self._empty((seg.n, H)), self._empty((seg.n, H))
@@ -421,9 +444,11 @@ class CudaBackend:
                 proj, rows = d.table, inputs.rows
             else:
                 proj, rows = self._linear(inputs.table, inputs.rows, inputs.n, d.W_ihT, d.b_ih), self._arange(inputs.n)
+                self._lap(f"{level}.projection")
             v = self._i64.view
             recurrent(enc.kind, proj, rows, v(seg.starts), v(seg.lengths), v(seg.order), k, d.W_hhT, d.b_hh, h0,
                       c0, outs, store, k * H, h_n, c_n, block=self._rnn_block(H, seg.n), stream=self.stream)
+            self._lap(f"{level}.recurrent")
         return h_n, c_n
 
     def _rnn_block(self, H: int, n: int) -> tuple[int, int, int]:
@@ -440,7 +465,7 @@ class CudaBackend:
         return bx, by, R
 
     def _encode(self, enc: _Encoder, inputs: _Inputs, seg: _Segments, bwd: tuple[_Segments, int] | None,
-                carry: tuple | None, att_out, att_slots) -> tuple[object, tuple | None]:
+                carry: tuple | None, att_out, att_slots, level: str) -> tuple[object, tuple | None]:
         """Encode and pool N segments of `inputs` -> (device [N, D], device state (h, c, m, s, acc) or None).
 
         bwd: for paragraph mode, the backward direction's own segments (non-empty sentences) and the ticket of
@@ -449,29 +474,33 @@ class CudaBackend:
         cfg = enc.cfg
         N, T = seg.n, inputs.n
         if cfg.type == "mean":
-            return self._pool(MODES["mean"], inputs.table, inputs.rows, seg), None
+            pooled = self._pool(MODES["mean"], inputs.table, inputs.rows, seg)
+            self._lap(f"{level}.pooling")
+            return pooled, None
         if cfg.type == "cnn":
             if enc.conv_table is not None and inputs.table is self.embedding:
                 proj, rows = enc.conv_table, inputs.rows
             else:
                 proj = self._linear(inputs.table, inputs.rows, T, enc.conv_WT, enc.conv_zero_b)
                 rows = self._arange(T)
+                self._lap(f"{level}.projection")
             F = cfg.maps * len(cfg.widths)
             out = self._empty((N, F))
             if N:
                 v = self._i64.view
                 self._launch1(cnn_max_over_time, N * F)(proj, rows, v(seg.starts), v(seg.lengths), enc.widths,
                                                          enc.conv_b, cfg.maps, out)
+            self._lap(f"{level}.conv")
             return out, None
         H, D = cfg.hidden, cfg.out_dim(0)
         store = cfg.pooling != "last"
         outs = self._empty((T if store else 1, D))
         h0, c0 = (carry[0], carry[1]) if carry is not None else (None, None)  # None: zeros
-        h_n, c_n = self._run_direction(enc, 0, inputs, seg, h0, c0, outs, store)
+        h_n, c_n = self._run_direction(enc, 0, inputs, seg, h0, c0, outs, store, level)
         h_b = None
         if cfg.bidirectional:  # from zero state, over its own segments in paragraph mode
             b_seg = bwd[0] if bwd is not None else seg
-            h_b, _ = self._run_direction(enc, 1, inputs, b_seg, None, None, outs, store)
+            h_b, _ = self._run_direction(enc, 1, inputs, b_seg, None, None, outs, store, level)
         if carry is not None:
             m, s, acc = carry[2], carry[3], carry[4]  # uploaded for this batch: updated in place
         else:
@@ -485,9 +514,10 @@ class CudaBackend:
                     self._launch1(memory.scatter_cols, N * H)(h_b, idx, H, acc)
                 self._launch1(memory.add_lengths, N)(s, v(seg.lengths))
             pooled = acc
+            self._lap(f"{level}.pooling")
         else:
             mode = MODES[cfg.pooling]
-            scores = self._full(1)
+            scores = self._empty(1)  # unused without attention
             if mode == MODES["attention"]:
                 scores = self._empty(T)
                 if T:
@@ -495,6 +525,7 @@ class CudaBackend:
                     rows = max(1, self.threads // lanes)
                     attention_scores_linear[_blocks(T, rows), (lanes, rows), self.stream, 4 * lanes * rows](
                         outs, enc.att_WT, enc.att_b, enc.att_ctx, scores)
+                self._lap(f"{level}.attention_scores")
             positions = self._arange(T)
             if N:
                 pool_accumulate[N, min(self.threads, 32 * -(-D // 32)), self.stream](
@@ -506,4 +537,5 @@ class CudaBackend:
                 slots = positions if att_slots is None else att_slots
                 attention_weights[N, min(self.threads, 32), self.stream](
                     scores, v(seg.starts), v(seg.lengths), m, s, att_out, slots)
+            self._lap(f"{level}.pooling")
         return pooled, (h_n, c_n, m, s, acc)

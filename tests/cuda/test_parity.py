@@ -199,3 +199,22 @@ def test_default_geometry_equals_cpu(word, comp):
     got, want = gpu.forward(batch)[0], cpu.forward(batch)[0]
     for what in ("probs", "word_attention", "sentence_attention"):
         _assert_close(getattr(got, what), getattr(want, what), what)
+
+
+def test_the_stage_timer_sees_every_stage_and_changes_nothing(geometry):
+    """bench/gpu.py --breakdown's hook: each stage reported, in order, with the same scores as without it."""
+    cfg = make_config(encoder("gru", True, "attention"), {"type": "hierarchical",
+                                                          "encoder": encoder("gru", True, "attention", hidden=4)},
+                      vocab=40, dim=6)
+    gpu, _ = backends(cfg, random_weights(cfg, seed=8), geometry, table_budget_mb=0)
+    batch = DocBatch.from_lists(small_docs(np.random.default_rng(8), 3, cfg.vocab_size))
+    plain = gpu.forward(batch)[0].probs
+    seen: list[tuple[str, float]] = []
+    gpu.timer = lambda stage, seconds: seen.append((stage, seconds))
+    timed = gpu.forward(batch)[0].probs
+    assert np.array_equal(plain, timed)
+    stages = [s for s, _ in seen]
+    assert stages == ["upload", "word.projection", "word.recurrent", "word.projection", "word.recurrent",
+                      "word.attention_scores", "word.pooling", "doc.projection", "doc.recurrent", "doc.projection",
+                      "doc.recurrent", "doc.attention_scores", "doc.pooling", "classifier", "download"]
+    assert all(sec >= 0 for _, sec in seen)
