@@ -131,10 +131,15 @@ class _Staging:
             self.host[off : off + len(part)] = part
         self.dev[:n].copy_to_device(self.host[:n], stream=stream)
         self.lengths = [len(p) for p in self.parts]
+        self.views: dict[int, object] = {}
 
     def view(self, ticket: int):
-        off = self.offsets[ticket]
-        return self.dev[off : off + self.lengths[ticket]]
+        """The device slice of an uploaded array (made once per batch: a device-array view costs microseconds)."""
+        v = self.views.get(ticket)
+        if v is None:
+            off = self.offsets[ticket]
+            v = self.views[ticket] = self.dev[off : off + self.lengths[ticket]]
+        return v
 
     def reset(self) -> None:
         self.parts, self.offsets, self.size = [], [], 0
@@ -157,6 +162,8 @@ class CudaBackend:
         self._i64 = _Staging(np.int64)
         self._i32 = _Staging(np.int32)
         self._aranges = None  # device int32[cap]: 0, 1, 2, ... for inputs that are their own rows
+        self._arange_views: dict[int, object] = {}
+        self._ws: dict[str, object] = {}  # workspace: reusable device buffers by name (see _empty)
         self._pinned: dict[str, np.ndarray] = {}
         # called as timer(stage, seconds) after each stage when set (bench/gpu.py --breakdown); each lap waits for
         # the stream, so the stages are timed apart (and the pass runs a little slower). Stages: 'upload',
@@ -219,29 +226,45 @@ class CudaBackend:
     def _launch1(self, kern, n: int):
         return kern[_blocks(n, self.threads), self.threads, self.stream]
 
-    def _empty(self, shape, dtype=F32):
-        return cuda.device_array(shape, dtype, stream=self.stream)
+    def _empty(self, shape, name: str | None = None):
+        """A float32 device array: with a name, a view of that reusable workspace buffer (grown as needed), valid
+        until the next batch (each batch ends with a synchronisation, and its buffers are named apart); without
+        one, a fresh allocation (resident tables). Reuse spares a cudaMalloc per intermediate and numba's
+        deferred frees, whose flush synchronises the device in the middle of a batch."""
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        size = int(np.prod(shape))
+        if name is None or size == 0:
+            return cuda.device_array(shape, F32, stream=self.stream)
+        buf = self._ws.get(name)
+        if buf is None or buf.shape[0] < size:
+            buf = self._ws[name] = cuda.device_array(1 << max(size - 1, 1).bit_length(), F32, stream=self.stream)
+        view = buf[:size]
+        return view if len(shape) == 1 else view.reshape(shape)
 
-    def _full(self, shape, value: float = 0.0):
-        a = self._empty(shape)
+    def _full(self, shape, name: str, value: float = 0.0):
+        a = self._empty(shape, name)
         flat = a.reshape(-1)
         if flat.shape[0]:
             self._launch1(memory.fill, flat.shape[0])(flat, F32(value))
         return a
 
-    def _zeros(self, n: int, d: int) -> tuple:
-        """Pooling accumulators m [n], s [n], acc [n, d] at zero: one allocation, one fill."""
-        buf = self._full(n * (d + 2))
+    def _zeros(self, n: int, d: int, name: str) -> tuple:
+        """Pooling accumulators m [n], s [n], acc [n, d] at zero: one buffer, one fill."""
+        buf = self._full(n * (d + 2), name)
         return buf[:n], buf[n : 2 * n], buf[2 * n :].reshape(n, d)
 
     def _arange(self, n: int):
         if self._aranges is None or self._aranges.shape[0] < n:
             cap = 1 << max(n - 1, 1).bit_length()
             self._aranges = cuda.to_device(np.arange(cap, dtype=np.int32), stream=self.stream)
-        return self._aranges[:n]
+            self._arange_views = {}
+        v = self._arange_views.get(n)
+        if v is None:
+            v = self._arange_views[n] = self._aranges[:n]
+        return v
 
-    def _linear(self, x, rows, n: int, WT, b):
-        out = self._empty((n, WT.shape[1]))
+    def _linear(self, x, rows, n: int, WT, b, name: str | None = None):
+        out = self._empty((n, WT.shape[1]), name)
         if n:
             self._launch1(linear, n * WT.shape[1])(x, rows, WT, b, out)
         return out
@@ -317,11 +340,11 @@ class CudaBackend:
         self._upload(0, 0)
         sent_att = None
         if self.config.composition == "average":
-            docvec = self._pool(MODES["mean"], self._up(vectors), self._arange(len(vectors)), seg)
+            docvec = self._pool(MODES["mean"], self._up(vectors), self._arange(len(vectors)), seg, "doc")
         else:
             assert self.doc is not None
             if self.doc.cfg.pooling == "attention":
-                sent_att = self._full(len(vectors))
+                sent_att = self._full(len(vectors), "sent_att")
             inputs = _Inputs(self._arange(len(vectors)), self._up(vectors), len(vectors))
             docvec, _ = self._encode(self.doc, inputs, seg, None, None, sent_att, self._i64.view(slots), "doc")
         probs = self._head(docvec)
@@ -364,7 +387,7 @@ class CudaBackend:
         doc_ne = ne_cum[do]  # document d holds non-empty sentences doc_ne[d] .. doc_ne[d+1] (compacted)
         self._t = time.perf_counter()
         ticket = self._begin(batch.token_ids)
-        word_att = self._full(batch.n_tokens) if cfg.word_encoder.pooling == "attention" else None
+        word_att = self._full(batch.n_tokens, "word_att") if cfg.word_encoder.pooling == "attention" else None
         sent_att = None
         new_state = None
         carry = self._carry(state) if state is not None else None
@@ -390,12 +413,12 @@ class CudaBackend:
             self._lap("upload")
             sentvec, _ = self._encode(self.word, tokens, seg, None, None, word_att, None, "word")
             if cfg.composition == "average":
-                docvec = self._pool(MODES["mean"], sentvec, self._arange(len(ne)), doc_seg)
+                docvec = self._pool(MODES["mean"], sentvec, self._arange(len(ne)), doc_seg, "doc")
                 self._lap("doc.pooling")
             else:
                 assert self.doc is not None
                 if self.doc.cfg.pooling == "attention":
-                    sent_att = self._full(batch.n_sentences)
+                    sent_att = self._full(batch.n_sentences, "sent_att")
                 inputs = _Inputs(self._arange(len(ne)), sentvec, len(ne))
                 docvec, new_state = self._encode(self.doc, inputs, doc_seg, None, carry, sent_att,
                                                  self._i64.view(slots), "doc")
@@ -417,19 +440,19 @@ class CudaBackend:
 
     def _head(self, docvec) -> np.ndarray:
         n, C = docvec.shape[0], self.head_b.shape[0]
-        probs = self._empty((n, C))
+        probs = self._empty((n, C), "probs")
         if n:
             self._launch1(softmax_linear, n)(docvec, self.head_WT, self.head_b, probs)
         return self._download("probs", probs)
 
-    def _pool(self, mode: int, table, rows, seg: _Segments):
+    def _pool(self, mode: int, table, rows, seg: _Segments, level: str):
         n, d = seg.n, table.shape[1]
-        m, s, acc = self._zeros(n, d)
+        m, s, acc = self._zeros(n, d, f"{level}.pool_acc")
         if n:
             starts, lengths = self._i64.view(seg.starts), self._i64.view(seg.lengths)
             pool_accumulate[n, min(self.threads, 32 * -(-d // 32)), self.stream](
-                mode, table, rows, starts, lengths, self._empty(1), m, s, acc)  # scores: unused here
-        out = self._empty((n, d))
+                mode, table, rows, starts, lengths, self._empty(1, "dummy"), m, s, acc)  # scores: unused here
+        out = self._empty((n, d), f"{level}.pool_out")
         if n * d:
             self._launch1(pool_finalize, n * d)(mode, s, acc, out)
         return out
@@ -438,12 +461,13 @@ class CudaBackend:
                        level: str):
         """Direction k (0 forward, 1 backward) of a recurrent encoder -> final (h, c) on the device."""
         d, H = enc.dirs[k], enc.cfg.hidden
-        h_n, c_n = self._empty((seg.n, H)), self._empty((seg.n, H))
+        h_n, c_n = self._empty((seg.n, H), f"{level}.h_n{k}"), self._empty((seg.n, H), f"{level}.c_n{k}")
         if seg.n:
             if d.table is not None and inputs.table is self.embedding:
                 proj, rows = d.table, inputs.rows
             else:
-                proj, rows = self._linear(inputs.table, inputs.rows, inputs.n, d.W_ihT, d.b_ih), self._arange(inputs.n)
+                proj = self._linear(inputs.table, inputs.rows, inputs.n, d.W_ihT, d.b_ih, f"{level}.proj{k}")
+                rows = self._arange(inputs.n)
                 self._lap(f"{level}.projection")
             v = self._i64.view
             recurrent(enc.kind, proj, rows, v(seg.starts), v(seg.lengths), v(seg.order), k, d.W_hhT, d.b_hh, h0,
@@ -474,18 +498,18 @@ class CudaBackend:
         cfg = enc.cfg
         N, T = seg.n, inputs.n
         if cfg.type == "mean":
-            pooled = self._pool(MODES["mean"], inputs.table, inputs.rows, seg)
+            pooled = self._pool(MODES["mean"], inputs.table, inputs.rows, seg, level)
             self._lap(f"{level}.pooling")
             return pooled, None
         if cfg.type == "cnn":
             if enc.conv_table is not None and inputs.table is self.embedding:
                 proj, rows = enc.conv_table, inputs.rows
             else:
-                proj = self._linear(inputs.table, inputs.rows, T, enc.conv_WT, enc.conv_zero_b)
+                proj = self._linear(inputs.table, inputs.rows, T, enc.conv_WT, enc.conv_zero_b, f"{level}.proj")
                 rows = self._arange(T)
                 self._lap(f"{level}.projection")
             F = cfg.maps * len(cfg.widths)
-            out = self._empty((N, F))
+            out = self._empty((N, F), f"{level}.conv_out")
             if N:
                 v = self._i64.view
                 self._launch1(cnn_max_over_time, N * F)(proj, rows, v(seg.starts), v(seg.lengths), enc.widths,
@@ -494,7 +518,7 @@ class CudaBackend:
             return out, None
         H, D = cfg.hidden, cfg.out_dim(0)
         store = cfg.pooling != "last"
-        outs = self._empty((T if store else 1, D))
+        outs = self._empty((T if store else 1, D), f"{level}.outs")
         h0, c0 = (carry[0], carry[1]) if carry is not None else (None, None)  # None: zeros
         h_n, c_n = self._run_direction(enc, 0, inputs, seg, h0, c0, outs, store, level)
         h_b = None
@@ -504,7 +528,7 @@ class CudaBackend:
         if carry is not None:
             m, s, acc = carry[2], carry[3], carry[4]  # uploaded for this batch: updated in place
         else:
-            m, s, acc = self._zeros(N, D)
+            m, s, acc = self._zeros(N, D, f"{level}.acc")
         v = self._i64.view
         if cfg.pooling == "last":
             if N:
@@ -517,9 +541,9 @@ class CudaBackend:
             self._lap(f"{level}.pooling")
         else:
             mode = MODES[cfg.pooling]
-            scores = self._empty(1)  # unused without attention
+            scores = self._empty(1, "dummy")  # unused without attention
             if mode == MODES["attention"]:
-                scores = self._empty(T)
+                scores = self._empty(T, f"{level}.scores")
                 if T:
                     lanes = min(32, max(1, self.threads // 4))  # 128 threads: a warp per position, 4 a block
                     rows = max(1, self.threads // lanes)
@@ -530,7 +554,7 @@ class CudaBackend:
             if N:
                 pool_accumulate[N, min(self.threads, 32 * -(-D // 32)), self.stream](
                     mode, outs, positions, v(seg.starts), v(seg.lengths), scores, m, s, acc)
-            pooled = self._empty((N, D))
+            pooled = self._empty((N, D), f"{level}.pooled")
             if N * D:
                 self._launch1(pool_finalize, N * D)(mode, s, acc, pooled)
             if att_out is not None and N:

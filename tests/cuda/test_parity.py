@@ -124,16 +124,20 @@ def test_without_the_vocabulary_table(word, geometry):
     _assert_close(b, c, "vocabulary table vs cpu")
 
 
-def test_a_larger_second_batch_grows_the_buffers(geometry):
-    """The pinned and device staging buffers are reused between batches and grow for a larger one."""
+def test_buffers_grow_for_a_larger_batch_and_are_reused_for_a_smaller_one(geometry):
+    """The pinned staging and the device workspace are reused between batches: they grow for a larger batch, and a
+    smaller one after it runs in views of the same buffers, with the same results as the CPU each time."""
     cfg = make_config(encoder("gru", False, "attention"), {"type": "paragraph"}, vocab=40, dim=6)
-    gpu, cpu = backends(cfg, random_weights(cfg, seed=2), geometry)
+    gpu, cpu = backends(cfg, random_weights(cfg, seed=2), geometry, table_budget_mb=0)
     rng = np.random.default_rng(2)
-    for n in (1, 9):
+    buffers = []
+    for n in (1, 9, 2):
         batch = DocBatch.from_lists(small_docs(rng, n, cfg.vocab_size))
         got, want = gpu.forward(batch)[0], cpu.forward(batch)[0]
         _assert_close(got.probs, want.probs, f"{n} docs")
         _assert_close(got.word_attention, want.word_attention, f"{n} docs: word attention")
+        buffers.append({k: id(v) for k, v in gpu._ws.items()} | {"staging": id(gpu._i64.dev)})
+    assert buffers[1] != buffers[0] and buffers[2] == buffers[1]
 
 
 @pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
