@@ -8,7 +8,8 @@ and we believe it. Relative paths are relative to the working directory, like ev
 Sections (defaults in the dataclasses below; `configs/*.toml` are worked examples)::
 
     [source]       type = "kafka" | "arrow" | "parquet" | "jsonl"     (required)
-    [model]        path = built-in name or model directory, device = "auto" | "cpu" | "cuda" | "reference"
+    [model]        path = built-in name or model directory, device = "auto" | "cpu" | "cuda" | "reference",
+                   threads (Numba threads per scorer), scorers (batches scored at once), attention
     [batch]        max_docs, max_tokens, max_wait_ms: a batch closes at whichever comes first
     [[sink]]       type = "kafka" | "parquet" | "jsonl" | "stdout"    (one or more, required)
     [dead_letter]  type = "jsonl" | "kafka"   (default: jsonl file dead-letter.jsonl)
@@ -213,7 +214,10 @@ class ModelSettings:
 
     path: str = "default"  # a model directory, or the name of a built-in model
     device: Literal["auto", "cpu", "cuda", "reference"] = "auto"  # auto = cuda when a GPU is usable, else cpu
-    threads: int = _opt(0, ge=0)  # Numba threads; 0 = Numba's default (all cores)
+    threads: int = _opt(0, ge=0)  # Numba threads per scorer; 0 = the cores shared out among the scorers
+    # batches scored at once, each on its own thread (CPU only; 1 with [state], which scores a key's messages in
+    # order): several keep the cores busy while the GIL-bound parts of the pipeline run (bench/pipeline.py)
+    scorers: int = _opt(1, ge=1)
     attention: bool = False  # add sentence/word attention columns (models with attention pooling only)
 
 

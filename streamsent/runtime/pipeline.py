@@ -1,11 +1,14 @@
 """The streaming pipeline: read -> decode -> micro-batch -> score -> write -> commit, at least once.
 
-Three threads overlap the work through bounded queues, so a slow sink applies back-pressure instead of growing
+Threads overlap the work through bounded queues, so a slow sink applies back-pressure instead of growing
 memory. The calling thread polls the source: a Kafka consumer is not thread-safe, so every consumer call,
-commits included, happens on it, or in a rebalance callback while it is blocked inside poll(). A scorer thread
-runs the model (Numba kernels release the GIL), and a writer thread writes each batch to every sink and the
-dead-letter sink and flushes them. Only when a batch is durably written does the polling thread commit its
-offsets; batches complete in order, so committed offsets only move forward. Before partitions are given up in
+commits included, happens on it, or in a rebalance callback while it is blocked inside poll(). Scorer threads
+run the model (Numba kernels release the GIL): one by default, or several that each score a different batch on
+fewer Numba threads (`scorers`), which keeps every core busy without a parallel region waiting for a core that
+the polling or writing thread holds. A writer thread takes the batches in the order they were read, waits for
+each to be scored, writes it to every sink and the dead-letter sink and flushes them. Only when a batch is
+durably written does the polling thread commit its offsets; batches complete in order, so committed offsets
+only move forward. Before partitions are given up in
 a rebalance, and on SIGINT/SIGTERM, the pipeline drains: the open batch is closed, every batch in flight is
 written, offsets are committed.
 
@@ -65,9 +68,12 @@ class Pipeline:
                  fields: DocFields | None = None, max_message_bytes: int = 1_048_576,
                  on_batch: Callable[[MicroBatch, object], None] | None = None,
                  commit_interval_s: float = 0.5, metrics: Metrics | None = None, threads: int = 0,
-                 state: LiveState | None = None) -> None:
+                 scorers: int = 1, state: LiveState | None = None) -> None:
         self.source, self.model, self.sinks, self.dead_letter = source, model, list(sinks), dead_letter
-        self.threads = threads  # Numba threads of the scorer; 0 = Numba's default (all cores)
+        # batches scored at once, each on its own thread; one with conversation state (a key's messages must be
+        # scored in order) or where Numba's threading layer cannot take launches from two threads (workqueue)
+        self.scorers = 1 if state is not None else max(1, scorers)
+        self.threads = threads  # Numba threads per scorer; 0 = Numba's default (all cores)
         self.fields, self.max_message_bytes = fields or DocFields(), max_message_bytes
         self.batcher = MicroBatcher(max_docs, max_tokens, max_wait_ms)
         self.stats = PipelineStats()
@@ -81,8 +87,8 @@ class Pipeline:
             from .state.live import STATE_COLUMN_NAMES
 
             self._columns = SCORED_COLUMNS + STATE_COLUMN_NAMES
-        self._to_score: queue.Queue = queue.Queue(queue_size)
-        self._to_write: queue.Queue = queue.Queue(queue_size)
+        self._to_score: queue.Queue = queue.Queue(queue_size)  # _Slots for the scorers
+        self._to_write: queue.Queue = queue.Queue(2 * queue_size + self.scorers)  # the same _Slots, in read order
         self._done: queue.Queue = queue.Queue()  # batches durably written, in order
         self._in_flight = 0  # batches handed to the scorer and not yet committed
         self._stop = threading.Event()
@@ -104,8 +110,15 @@ class Pipeline:
 
     def run(self, stop_after_idle_s: float | None = None) -> PipelineStats:
         """Run until stopped, the source is exhausted, or (if given) no input arrived for that long after some did."""
-        self._threads = [threading.Thread(target=self._score_loop, name="streamsent-score", daemon=True),
-                         threading.Thread(target=self._write_loop, name="streamsent-write", daemon=True)]
+        if self.scorers > 1 and self.model.device != "cpu":
+            self.scorers = 1  # the GPU and the NumPy reference gain nothing from it
+        if self.scorers > 1 and not _concurrent_launches_ok(self.model):
+            log.warning("Numba's threading layer is %r, which cannot run kernels for two threads at once: scoring "
+                        "one batch at a time", _threading_layer())
+            self.scorers = 1
+        self._threads = [threading.Thread(target=self._score_loop, name=f"streamsent-score-{i}", daemon=True)
+                         for i in range(self.scorers)]
+        self._threads.append(threading.Thread(target=self._write_loop, name="streamsent-write", daemon=True))
         for t in self._threads:
             t.start()
         last_input = last_lag = time.monotonic()
@@ -144,10 +157,15 @@ class Pipeline:
         if batch is None:
             return
         self._in_flight += 1
+        slot = _Slot(batch)
+        self._put(self._to_score, slot)
+        self._put(self._to_write, slot)
+
+    def _put(self, q: queue.Queue, item: object) -> None:
         while True:  # bounded queue: wait for room (back-pressure), but keep an eye on failures
             self._raise_if_failed()
             try:
-                self._to_score.put(batch, timeout=0.1)
+                q.put(item, timeout=0.1)
                 return
             except queue.Full:
                 self._commit_done()
@@ -221,11 +239,13 @@ class Pipeline:
     # -- worker threads ----------------------------------------------------------------------------------------
     def _score_loop(self) -> None:
         try:
-            if self.threads:  # numba.set_num_threads is per thread: it must be called on the thread that scores
+            if self.threads or self.scorers > 1:  # numba.set_num_threads is per thread: set it where it scores
                 import numba
 
-                numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
-            while (batch := self._to_score.get()) is not _STOP:
+                cores = numba.config.NUMBA_NUM_THREADS
+                numba.set_num_threads(min(self.threads, cores) if self.threads else max(1, cores // self.scorers))
+            while (slot := self._to_score.get()) is not _STOP:
+                batch = slot.batch
                 t = time.perf_counter()
                 changes = None
                 if not batch.docs:
@@ -237,16 +257,18 @@ class Pipeline:
                     rows, refused = score_docs(self.model, batch.docs, attention=self._attention)
                 batch.letters.extend(refused)
                 self.stats.last_batch_ms = (time.perf_counter() - t) * 1000
-                self._to_write.put((batch, rows, t, changes))
+                slot.rows, slot.started, slot.changes = rows, t, changes
+                slot.done.set()
         except BaseException as exc:  # noqa: BLE001 - surfaced on the polling thread
             self._fail(exc)
-        finally:
-            self._to_write.put(_STOP)
 
     def _write_loop(self) -> None:
         try:
-            while (item := self._to_write.get()) is not _STOP:
-                batch, rows, started, changes = item
+            while (slot := self._to_write.get()) is not _STOP:
+                while not slot.done.wait(0.1):  # scored in turn, maybe out of order: write in read order
+                    if self._failed is not None:
+                        return
+                batch, rows, started, changes = slot.batch, slot.rows, slot.started, slot.changes
                 # attention columns are for the dashboard, not the sinks
                 out = rows.select(self._columns) if rows is not None and rows.num_columns > len(self._columns) \
                     else rows
@@ -316,15 +338,44 @@ class Pipeline:
 
     def _shutdown_threads(self) -> None:
         deadline = time.monotonic() + 30
-        while self._threads[0].is_alive() and time.monotonic() < deadline:
-            try:  # the scorer may be gone (a failure) and its queue full: never block forever here
-                self._to_score.put(_STOP, timeout=0.5)
-                break
-            except queue.Full:
-                continue
-        for t in self._threads:
-            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        for q, threads in ((self._to_score, self._threads[:-1]), (self._to_write, self._threads[-1:])):
+            for _ in threads:
+                while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+                    try:  # a thread may be gone (a failure) and its queue full: never block forever here
+                        q.put(_STOP, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+            for t in threads:
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
 
+
+
+class _Slot:
+    """One batch on its way through the scorers to the writer: the writer waits on `done`."""
+
+    __slots__ = ("batch", "done", "rows", "started", "changes")
+
+    def __init__(self, batch: MicroBatch) -> None:
+        self.batch, self.done = batch, threading.Event()
+        self.rows = self.changes = None
+        self.started = 0.0
+
+
+def _threading_layer() -> str:
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        return "unknown"
+
+
+def _concurrent_launches_ok(model: Model) -> bool:
+    """Whether two threads may run parallel kernels at once: OpenMP and TBB allow it, workqueue aborts."""
+    if _threading_layer() == "unknown":
+        model.predict(["warm up the threading layer"])  # the layer is chosen at the first parallel kernel
+    return _threading_layer() in ("omp", "tbb")
 
 
 def _with_text(rows, batch: MicroBatch):

@@ -146,7 +146,8 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
             stack.enter_context(serve(metrics, cfg.metrics.host, cfg.metrics.port))
         pipeline = Pipeline(source, model, sinks, dead, max_docs=cfg.batch.max_docs, max_tokens=cfg.batch.max_tokens,
                             max_wait_ms=cfg.batch.max_wait_ms, queue_size=cfg.batch.queue_size, fields=fields,
-                            on_batch=on_batch, metrics=metrics, threads=cfg.model.threads, state=state,
+                            on_batch=on_batch, metrics=metrics, threads=cfg.model.threads,
+                            scorers=cfg.model.scorers, state=state,
                             # with a checkpoint dir, offsets are committed with each checkpoint
                             commit_interval_s=cfg.state.checkpoint_interval_s if state is not None
                             and cfg.state.dir is not None else 0.5)

@@ -236,7 +236,7 @@ def test_structure_errors(tmp_path: Path, text: str, expected: str) -> None:
                                 "set (one or the other)"),
     # unknown keys
     ("source.group = 'x'", "unknown key source.group in a kafka source (did you mean 'group_id'?); allowed: "),
-    ("model.name = 'x'", "unknown key model.name in [model]; allowed: attention, device, path, threads"),
+    ("model.name = 'x'", "unknown key model.name in [model]; allowed: attention, device, path, scorers, threads"),
 ])
 def test_value_errors(tmp_path: Path, change: str, expected: str) -> None:
     data = tomllib.loads(KAFKA)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -66,7 +67,8 @@ def _check_rows(sink: MemorySink, expected: dict, model) -> None:
     assert set(table.column("model").to_pylist()) == {f"{model.config.name}@{model.config.version}"}
 
 
-def test_jsonl_file_to_memory_with_dead_letters(tmp_path, model):
+@pytest.mark.parametrize("scorers", [1, 3])
+def test_jsonl_file_to_memory_with_dead_letters(tmp_path, model, scorers):
     good = _good(30)
     lines = [json.dumps(r).encode() for r in good]
     for i, (raw, _) in enumerate(BAD):
@@ -75,8 +77,11 @@ def test_jsonl_file_to_memory_with_dead_letters(tmp_path, model):
     path.write_bytes(b"\n".join(lines) + b"\n")
     cfg = config_from_dict({"source": {"type": "jsonl", "path": str(path)}, "sink": [{"type": "stdout"}]})
     sink, dead = MemorySink(), MemoryDeadLetterSink()
-    stats = Pipeline(build_source(cfg.source), model, [sink], dead, max_docs=7, max_wait_ms=20).run()
+    stats = Pipeline(build_source(cfg.source), model, [sink], dead, max_docs=7, max_wait_ms=20,
+                     scorers=scorers).run()
     _check_rows(sink, _expected(model, good), model)
+    # batches may be scored side by side, but they are written in the order they were read
+    assert sink.table().column("doc_id").to_pylist() == [r["doc_id"] for r in good]
     assert sorted(letter.reason for letter in dead.letters) == sorted(reason for _, reason in BAD)
     assert all(letter.record.file == str(path) and letter.record.row for letter in dead.letters)
     assert stats.records == len(lines) and stats.docs_scored == len(good)
@@ -86,7 +91,8 @@ def test_jsonl_file_to_memory_with_dead_letters(tmp_path, model):
     assert env["payload_encoding"] == "base64" and env["row"] > 0
 
 
-def test_kafka_round_trip_dead_letters_and_commits(broker, fresh_topic, fast_group, model):
+@pytest.mark.parametrize("scorers", [1, 2])
+def test_kafka_round_trip_dead_letters_and_commits(broker, fresh_topic, fast_group, model, scorers):
     topic = fresh_topic(3)
     good = _good(40)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False,
@@ -109,8 +115,8 @@ def test_kafka_round_trip_dead_letters_and_commits(broker, fresh_topic, fast_gro
     sink, dead = MemorySink(), MemoryDeadLetterSink()
     source = build_source(cfg.source, bootstrap=broker.bootstrap)
     try:
-        Pipeline(source, model, [sink], dead, max_docs=16, max_wait_ms=50,
-                 max_message_bytes=500_000).run(stop_after_idle_s=3)
+        Pipeline(source, model, [sink], dead, max_docs=16, max_wait_ms=50, max_message_bytes=500_000,
+                 scorers=scorers).run(stop_after_idle_s=3)
     finally:
         source.close()
     _check_rows(sink, _expected(model, good), model)
@@ -118,6 +124,41 @@ def test_kafka_round_trip_dead_letters_and_commits(broker, fresh_topic, fast_gro
     assert all(letter.record.topic == topic and letter.record.offset is not None for letter in dead.letters)
     # every message, good or bad, is committed: the group resumes after the last one
     assert committed_offsets(broker.bootstrap, fast_group["group_id"], topic, 3) == sent_per_partition
+
+
+class _FailingModel:
+    """The real model, until batch `fail_at`: then a crash that is not bad input (a bug, out of memory)."""
+
+    def __init__(self, model, fail_at: int) -> None:
+        self._model, self._calls, self._fail_at = model, 0, fail_at
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def predict(self, *args, **kwargs):
+        with self._lock:
+            self._calls += 1
+            if self._calls == self._fail_at:
+                raise MemoryError("scorer crashed")
+        return self._model.predict(*args, **kwargs)
+
+
+@pytest.mark.parametrize("scorers", [1, 2])
+def test_a_scorer_crash_stops_the_pipeline_and_writes_nothing_after_it(tmp_path, model, scorers):
+    """A crash in a scorer surfaces on the polling thread (no hang), and no batch read after the crashed one is
+    written, so the committed position never passes a batch that was not written."""
+    good = _good(40)
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in good))
+    cfg = config_from_dict({"source": {"type": "jsonl", "path": str(path)}, "sink": [{"type": "stdout"}]})
+    sink = MemorySink()
+    pipe = Pipeline(build_source(cfg.source), _FailingModel(model, 3), [sink], MemoryDeadLetterSink(), max_docs=5,
+                    max_wait_ms=20, scorers=scorers)
+    with pytest.raises(RuntimeError, match="scorer crashed"):
+        pipe.run()
+    written = sink.table().column("doc_id").to_pylist() if sink.tables else []
+    assert written == [r["doc_id"] for r in good][: len(written)] and len(written) <= 10  # batches 1-2 at most
 
 
 def _run_cli(args: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -237,7 +237,7 @@ def test_kafka_on_revoke_runs_before_partitions_move(broker: BrokerUnderTest, fr
         names = [name for name, _ in events]
         first_b = names.index("b-assign")
         assert names.index("a-revoke-start") < names.index("a-revoke-end") < first_b
-        assert dict(events)["a-revoke-start"] == [(topic, 0), (topic, 1)]
+        assert next(parts for name, parts in events if name == "a-revoke-start") == [(topic, 0), (topic, 1)]
         deadline = time.monotonic() + 15
         while len(a.assignment()) != 1:  # a finishes its side of the rebalance in its own poll
             assert time.monotonic() < deadline, a.assignment()
@@ -247,8 +247,9 @@ def test_kafka_on_revoke_runs_before_partitions_move(broker: BrokerUnderTest, fr
         moved = b.assignment()
         assert moved and sorted(a.assignment() + moved) == [(topic, 0), (topic, 1)]
         if broker.backend == "noida":  # noida bumps the generation when a member joins: the commit is refused
-            assert len(commits) == 1 and commits[0] is not None and not commits[0].retriable, commits
-            assert re.search("illegal.?generation", str(commits[0]), re.I)
+            # a busy machine may see one more round (a's heartbeat misses b's join): each commit is refused alike
+            assert commits and all(c is not None and not c.retriable for c in commits), commits
+            assert all(re.search("illegal.?generation", str(c), re.I) for c in commits), commits
             while len(b_records) < 3:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
