@@ -25,6 +25,16 @@ BUILTIN_DIR = Path(__file__).parent / "builtin"
 DEVICES = ("auto", "cpu", "cuda", "reference")
 
 
+def _driver_present() -> bool:
+    """The driver library loads, or the kernel driver's device node exists (numba-cuda may find a library that the
+    loader's default path does not)."""
+    try:
+        ctypes.CDLL(os.environ.get("NUMBA_CUDA_DRIVER") or "libcuda.so.1")
+        return True
+    except OSError:
+        return os.path.exists("/dev/nvidiactl")
+
+
 def cuda_problem() -> str | None:
     """None when device = 'cuda' can run in this process, else what was looked for and not found.
 
@@ -41,13 +51,10 @@ def cuda_problem() -> str | None:
         if is_simulator():
             return None if sim else ("numba.cuda was imported in simulator mode, but NUMBA_ENABLE_CUDASIM=1 is no "
                                      "longer set")
-    elif not sim:
+    elif not sim and not _driver_present():
         driver = os.environ.get("NUMBA_CUDA_DRIVER") or "libcuda.so.1"
-        try:
-            ctypes.CDLL(driver)
-        except OSError:
-            return (f"numba-cuda is installed, but the CUDA driver library ({driver}) could not be loaded: no NVIDIA "
-                    "driver on this machine")
+        return (f"numba-cuda is installed, but the CUDA driver library ({driver}) could not be loaded and there is no "
+                "/dev/nvidiactl: no NVIDIA driver on this machine")
     from numba import cuda
 
     if not cuda.is_available():

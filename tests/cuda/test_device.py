@@ -79,7 +79,7 @@ def test_no_gpu_error_says_what_was_looked_for_and_how_to_use_the_cpu(case):
     assert out["auto"] == "cpu" and out["imported"] is False
     assert "device = 'cuda' needs an NVIDIA GPU" in out["error"] and "use device = 'cpu'" in out["error"]
     if case == "no-driver":
-        assert "CUDA driver library (libcuda.so.1) could not be loaded" in out["error"]
+        assert "CUDA driver library (libcuda.so.1) could not be loaded and there is no /dev/nvidiactl" in out["error"]
     else:
         assert "numba-cuda is not installed (pip install 'streamsent[cuda]')" in out["error"]
 
