@@ -25,7 +25,7 @@ from ..kernels.cuda import memory
 from ..kernels.cuda.compiler import cuda
 from ..kernels.cuda.conv import cnn_max_over_time
 from ..kernels.cuda.linear import linear, softmax_linear
-from ..kernels.cuda.pooling import MODES, attention_scores_linear, attention_weights, pool_accumulate, pool_finalize
+from ..kernels.cuda.pooling import MODES, attention_scores_linear, pool_segments
 from ..kernels.cuda.recurrent import KINDS, recurrent, shared_bytes
 from ..models.config import EncoderConfig, ModelConfig
 from .base import CarryState, Scores
@@ -445,16 +445,21 @@ class CudaBackend:
             self._launch1(softmax_linear, n)(docvec, self.head_WT, self.head_b, probs)
         return self._download("probs", probs)
 
-    def _pool(self, mode: int, table, rows, seg: _Segments, level: str):
+    def _pool(self, mode: int, table, rows, seg: _Segments, level: str, scores=None, acc=None, att_out=None,
+              att_slots=None):
+        """Pool N segments of table[rows[p]] (accumulate, finalize and attention weights: one launch) -> [N, D].
+
+        acc: the accumulators (m, s, acc) to fold into (a carried state), else fresh zeros; att_out/att_slots: where
+        the attention weights go (attention mode)."""
         n, d = seg.n, table.shape[1]
-        m, s, acc = self._zeros(n, d, f"{level}.pool_acc")
+        m, s, a = acc if acc is not None else self._zeros(n, d, f"{level}.pool_acc")
+        out = self._empty((n, d), f"{level}.pooled")
         if n:
-            starts, lengths = self._i64.view(seg.starts), self._i64.view(seg.lengths)
-            pool_accumulate[n, min(self.threads, 32 * -(-d // 32)), self.stream](
-                mode, table, rows, starts, lengths, self._empty(1, "dummy"), m, s, acc)  # scores: unused here
-        out = self._empty((n, d), f"{level}.pool_out")
-        if n * d:
-            self._launch1(pool_finalize, n * d)(mode, s, acc, out)
+            dummy = self._empty(1, "dummy")
+            pool_segments[n, min(self.threads, 32 * -(-d // 32)), self.stream](
+                mode, table, rows, self._i64.view(seg.starts), self._i64.view(seg.lengths),
+                dummy if scores is None else scores, m, s, a, out, dummy if att_out is None else att_out,
+                rows if att_slots is None else att_slots, int(att_out is not None))
         return out
 
     def _run_direction(self, enc: _Encoder, k: int, inputs: _Inputs, seg: _Segments, h0, c0, outs, store: bool,
@@ -550,16 +555,6 @@ class CudaBackend:
                     attention_scores_linear[_blocks(T, rows), (lanes, rows), self.stream, 4 * lanes * rows](
                         outs, enc.att_WT, enc.att_b, enc.att_ctx, scores)
                 self._lap(f"{level}.attention_scores")
-            positions = self._arange(T)
-            if N:
-                pool_accumulate[N, min(self.threads, 32 * -(-D // 32)), self.stream](
-                    mode, outs, positions, v(seg.starts), v(seg.lengths), scores, m, s, acc)
-            pooled = self._empty((N, D), f"{level}.pooled")
-            if N * D:
-                self._launch1(pool_finalize, N * D)(mode, s, acc, pooled)
-            if att_out is not None and N:
-                slots = positions if att_slots is None else att_slots
-                attention_weights[N, min(self.threads, 32), self.stream](
-                    scores, v(seg.starts), v(seg.lengths), m, s, att_out, slots)
+            pooled = self._pool(mode, outs, self._arange(T), seg, level, scores, (m, s, acc), att_out, att_slots)
             self._lap(f"{level}.pooling")
         return pooled, (h_n, c_n, m, s, acc)

@@ -25,11 +25,10 @@ def signatures() -> dict:
         "linear": (linear.linear, (f2, i32, f2, f1, f2)),
         "softmax_linear": (linear.softmax_linear, (f2, f2, f1, f2)),
         "cnn_max_over_time": (conv.cnn_max_over_time, (f2, i32, i64, i64, i64, f1, int64, f2)),
-        "pool_accumulate": (pooling.pool_accumulate, (int64, f2, i32, i64, i64, f1, f1, f1, f2)),
-        "pool_finalize": (pooling.pool_finalize, (int64, f1, f2, f2)),
+        "pool_segments/positions": (pooling.pool_segments, (int64, f2, i32, i64, i64, f1, f1, f1, f2, f2, f1, i32,
+                                                             int64)),
+        "pool_segments/slots": (pooling.pool_segments, (int64, f2, i32, i64, i64, f1, f1, f1, f2, f2, f1, i64, int64)),
         "attention_scores_linear": (pooling.attention_scores_linear, (f2, f2, f1, f1, f1)),
-        "attention_weights/positions": (pooling.attention_weights, (f1, i64, i64, f1, f1, f1, i32)),
-        "attention_weights/slots": (pooling.attention_weights, (f1, i64, i64, f1, f1, f1, i64)),
         "scatter_cols/arange": (memory.scatter_cols, (f2, i32, int64, f2)),
         "scatter_cols/staged": (memory.scatter_cols, (f2, i64, int64, f2)),
         "add_lengths": (memory.add_lengths, (f1, i64)),
@@ -42,11 +41,23 @@ def signatures() -> dict:
     return jobs
 
 
+def unlisted(jobs: dict) -> list[str]:
+    """Kernels defined in streamsent.kernels.cuda that `signatures` does not compile (it must list every one)."""
+    from streamsent.kernels.cuda import activations, conv, linear, memory, pooling, recurrent
+
+    listed = {id(k) for k, _ in jobs.values()}
+    return sorted(f"{mod.__name__}.{name}" for mod in (activations, conv, linear, memory, pooling, recurrent)
+                  for name, obj in vars(mod).items()
+                  if type(obj).__name__ == "CUDADispatcher" and not getattr(obj, "targetoptions", {}).get("device")
+                  and id(obj) not in listed)
+
+
 def main() -> int:
     from numba import cuda
 
-    out = {}
-    for name, (kern, sig) in signatures().items():
+    jobs = signatures()
+    out: dict = {"unlisted": unlisted(jobs)}
+    for name, (kern, sig) in jobs.items():
         try:
             ptx, _ = cuda.compile_ptx(kern.py_func, sig, cc=(9, 0))
         except Exception as exc:  # noqa: BLE001 - reported, the test fails on it

@@ -4,6 +4,8 @@ The same accumulators as kernels/cpu/pooling.py, per segment n: m[n], s[n], acc[
   mean       acc = Σ o,  s = count
   max        acc = running max, s = count
   attention  m = running max score, s = Σ exp(score − m), acc = Σ exp(score − m) o   (online softmax)
+`pool_segments` is the CPU's pool_accumulate, pool_finalize and attention_weights in one launch (a block holds
+every value the three need); `attention_scores_linear` is the CPU kernel of that name.
 """
 
 import math
@@ -16,37 +18,47 @@ MODES = {"mean": MEAN, "max": MAX, "attention": ATTENTION}
 
 
 @kernel
-def pool_accumulate(mode, table, rows, starts, lengths, scores, m, s, acc):
-    """Fold segment n (positions starts[n] .. + lengths[n]) of table[rows[p]] into the accumulators.
+def pool_segments(mode, table, rows, starts, lengths, scores, m, s, acc, out, weights, slots, want_weights):
+    """Fold segment n (positions starts[n] .. + lengths[n]) of table[rows[p]] into the accumulators, write its
+    pooled vector out[n] (the zero vector while s[n] == 0), and with want_weights its attention weights
+    weights[slots[p]] = exp(score_p − m[n]) / s[n].
 
     One block per segment, its threads over the D columns. Every thread reads m[n], s[n] before a barrier and
     derives the new values itself (the segment's max and sum are cheap next to the D-wide sums); thread 0
-    writes them after the barrier, so no thread reads a half-updated accumulator.
+    writes them, so no thread reads a half-updated accumulator.
     """
     n = cuda.blockIdx.x
     D = table.shape[1]
     tx = cuda.threadIdx.x
+    bx = cuda.blockDim.x
     L = lengths[n] if n < starts.shape[0] else 0
     m_old = m[n] if n < starts.shape[0] else f32(0.0)
     s_old = s[n] if n < starts.shape[0] else f32(0.0)
     cuda.syncthreads()
-    if L == 0:
+    if n >= starts.shape[0]:
+        return
+    if L == 0:  # nothing to fold in: the pooled vector of what was carried (zeros if nothing was)
+        for j in range(tx, D, bx):
+            out[n, j] = f32(0.0) if s_old == 0 else (acc[n, j] if mode == MAX else acc[n, j] / s_old)
         return
     p0 = starts[n]
     if mode == MEAN:
-        for j in range(tx, D, cuda.blockDim.x):
+        s_new = s_old + f32(L)
+        for j in range(tx, D, bx):
             a = acc[n, j]
             for p in range(p0, p0 + L):
                 a += table[rows[p], j]
             acc[n, j] = a
+            out[n, j] = a / s_new
         if tx == 0:
-            s[n] = s_old + f32(L)
+            s[n] = s_new
     elif mode == MAX:
-        for j in range(tx, D, cuda.blockDim.x):
+        for j in range(tx, D, bx):
             a = acc[n, j] if s_old > 0 else f32(-math.inf)
             for p in range(p0, p0 + L):
                 a = max(a, table[rows[p], j])
             acc[n, j] = a
+            out[n, j] = a
         if tx == 0:
             s[n] = s_old + f32(L)
     else:
@@ -57,31 +69,18 @@ def pool_accumulate(mode, table, rows, starts, lengths, scores, m, s, acc):
         total = s_old * scale
         for p in range(p0, p0 + L):
             total += math.exp(scores[p] - mx)
-        for j in range(tx, D, cuda.blockDim.x):
+        for j in range(tx, D, bx):
             a = acc[n, j] * scale
             for p in range(p0, p0 + L):
                 a += math.exp(scores[p] - mx) * table[rows[p], j]
             acc[n, j] = a
+            out[n, j] = a / total
+        if want_weights != 0:
+            for p in range(p0 + tx, p0 + L, bx):
+                weights[slots[p]] = math.exp(scores[p] - mx) / total
         if tx == 0:
             m[n] = mx
             s[n] = total
-
-
-@kernel
-def pool_finalize(mode, s, acc, out):
-    """The pooled vectors; an empty segment (s == 0) gives the zero vector. One thread per element."""
-    N, D = out.shape
-    k = cuda.grid(1)
-    if k >= N * D:
-        return
-    n = k // D
-    j = k - n * D
-    if s[n] == 0:
-        out[n, j] = f32(0.0)
-    elif mode == MAX:
-        out[n, j] = acc[n, j]
-    else:
-        out[n, j] = acc[n, j] / s[n]
 
 
 @kernel
@@ -113,14 +112,3 @@ def attention_scores_linear(o, WT, b, context, scores):
         for i in range(1, lanes):
             total += part[slot + i]
         scores[p] = total
-
-
-@kernel
-def attention_weights(scores, starts, lengths, m, s, weights, slots):
-    """weights[slots[p]] = exp(score_p − m[n]) / s[n]: one block per segment, its threads over positions."""
-    n = cuda.blockIdx.x
-    if n >= starts.shape[0]:
-        return
-    p0 = starts[n]
-    for p in range(p0 + cuda.threadIdx.x, p0 + lengths[n], cuda.blockDim.x):
-        weights[slots[p]] = math.exp(scores[p] - m[n]) / s[n]
