@@ -62,8 +62,8 @@ class _Direction:
 @dataclass
 class _Encoder:
     cfg: EncoderConfig
-    kind: int = -1
-    dirs: tuple[_Direction, ...] = ()
+    kind: int = -1  # recurrent: RNN | GRU | LSTM (kernels/cuda/recurrent.py)
+    dirs: tuple[_Direction, ...] = ()  # forward, then backward
     conv_WT: object | None = None  # device [Din, maps·Σw]: column base_k + o·maps + m is W_k[m, :, o]
     conv_b: object | None = None  # device [maps·len(widths)]
     conv_zero_b: object | None = None  # device zeros [maps·Σw]: the conv projection has no bias
@@ -72,7 +72,7 @@ class _Encoder:
     att_WT: object | None = None  # device [D, A]
     att_b: object | None = None
     att_ctx: object | None = None
-    proj_cols: int = 0
+    proj_cols: int = 0  # width of a vocabulary-table row: G of a direction, or maps·Σw
 
     def table_bytes(self, vocab: int) -> int:
         if self.cfg.recurrent:
@@ -112,8 +112,9 @@ class _Staging:
         self.offsets: list[int] = []
         self.size = 0
         self.lengths: list[int] = []
-        self.host: np.ndarray | None = None
-        self.dev = None
+        self.views: dict[int, object] = {}
+        self.host: np.ndarray | None = None  # pinned
+        self.dev = None  # device, same capacity
 
     def add(self, arr: np.ndarray) -> int:
         self.parts.append(np.ascontiguousarray(arr, dtype=self.dtype).reshape(-1))
