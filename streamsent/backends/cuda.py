@@ -38,11 +38,15 @@ F32 = np.float32
 # bounded (~400 MB at D = 100) whatever the batch.
 SLICE_TOKENS = 1 << 20
 THREADS = 128  # threads per block of the 1-d kernels
-RNN_THREADS = 128  # threads per block of the recurrence (hidden-unit lanes × thread rows)
-# Sequences per recurrence thread (R, kernels/cuda/recurrent.py) by the number of sequences: more reuse of each
-# W_hh read when there are enough sequences to fill the GPU anyway, more blocks when there are few. Not 8: its
-# per-sequence bookkeeping no longer fits in registers (tests/cuda/test_compile.py checks for local memory).
-RNN_REUSE = ((1024, 4), (256, 2), (0, 1))
+# Recurrence tiles (kernels/cuda/recurrent.py): lanes = H rounded up to a warp multiple, at most RNN_LANES;
+# (thread rows, R sequences a thread) from RNN_TILES, the largest tile that still gives RNN_MIN_BLOCKS blocks.
+# A block reads each W_hh element once a step whatever its tile, so larger tiles divide the weight traffic
+# (W_hh^T of an H = 128 LSTM is 256 kB a step, past L1); smaller ones give more blocks when sequences are few.
+# R stops at 4: at 8 its per-sequence bookkeeping leaves the registers (tests/cuda/test_compile.py checks).
+RNN_LANES = 128
+RNN_MAX_THREADS = 256
+RNN_TILES = ((4, 4), (2, 4), (1, 4), (1, 2), (1, 1))
+RNN_MIN_BLOCKS = 256  # about 2 per multiprocessor of an H100 / H200 (132)
 SHARED_LIMIT = 48 * 1024  # dynamic shared memory a block may use without opting in
 
 
@@ -150,8 +154,8 @@ class CudaBackend:
     """Scores batches on the GPU; the same `forward` contract, results and carried state as `CpuBackend`.
 
     threads: block size of the 1-d kernels; rnn_block: (hidden-unit lanes, thread rows, sequences per thread) of
-    the recurrence, by default a warp multiple covering H, RNN_THREADS in all, and R from RNN_REUSE. The tests
-    pass tiny ones so that the simulator runs many blocks.
+    the recurrence, by default chosen per launch (`_rnn_block`). The tests pass tiny ones so that the simulator
+    runs many blocks.
     """
 
     def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray], table_budget_mb: float = 256,
@@ -482,16 +486,16 @@ class CudaBackend:
         return h_n, c_n
 
     def _rnn_block(self, H: int, n: int) -> tuple[int, int, int]:
+        """(lanes, thread rows, R) of a recurrence over n sequences of hidden size H (see RNN_TILES)."""
         if self.rnn_block is not None:
             return (*self.rnn_block, 1)[:3]
-        bx = min(32 * -(-H // 32), RNN_THREADS)
-        by = max(1, RNN_THREADS // bx)
-        R = next(r for least, r in RNN_REUSE if n >= least)
-        while shared_bytes(by, H, R) > SHARED_LIMIT and by * R > 1:  # the tile's states must fit
-            by, R = (by // 2, R) if by > 1 else (by, R // 2)
-        if shared_bytes(by, H, R) > SHARED_LIMIT:
+        bx = min(32 * -(-H // 32), RNN_LANES)
+        fits = [(by, R) for by, R in RNN_TILES
+                if bx * by <= RNN_MAX_THREADS and shared_bytes(by, H, R) <= SHARED_LIMIT]  # the tile's states
+        if not fits:
             raise ValueError(f"hidden size {H} is too large for the CUDA recurrence (its state, {shared_bytes(1, H)} "
                              f"bytes of shared memory a sequence, exceeds {SHARED_LIMIT}); use device = 'cpu'")
+        by, R = next(((by, R) for by, R in fits if n >= RNN_MIN_BLOCKS * by * R), fits[-1])
         return bx, by, R
 
     def _encode(self, enc: _Encoder, inputs: _Inputs, seg: _Segments, bwd: tuple[_Segments, int] | None,

@@ -115,19 +115,23 @@ def test_sentence_vectors_then_score_sentences_equal_the_cpu(attention, geometry
 
 
 def test_default_recurrence_geometry_fits_shared_memory():
-    """Default tiles: a warp multiple of lanes, 128 threads, R by the number of sequences, shrunk until the
-    tile's states fit 48 kB of shared memory; a state too large for one sequence is a clear error."""
-    from streamsent.backends.cuda import SHARED_LIMIT, CudaBackend
+    """Default tiles: lanes a warp multiple covering H (at most 128), the largest tile that leaves 256 blocks, its
+    states within 48 kB of shared memory; a state too large for one sequence is a clear error."""
+    from streamsent.backends.cuda import RNN_MIN_BLOCKS, SHARED_LIMIT, CudaBackend
     from streamsent.kernels.cuda.recurrent import shared_bytes
 
     cfg = make_config(encoder("mean"), vocab=10, dim=3)
     be = CudaBackend(cfg, random_weights(cfg))
-    assert be._rnn_block(50, 10) == (64, 2, 1)
-    assert be._rnn_block(50, 5000) == (64, 2, 4)
-    assert be._rnn_block(128, 300) == (128, 1, 2)
-    for H in (5, 50, 128, 700, 1024):
-        bx, by, R = be._rnn_block(H, 100_000)
-        assert bx * by <= 128 and bx >= min(H, 128) and shared_bytes(by, H, R) <= SHARED_LIMIT
-    assert be._rnn_block(1100, 100_000)[2] == 2  # 4 would need 52.8 kB
+    assert be._rnn_block(50, 10) == (64, 1, 1)  # few sequences: a block each
+    assert be._rnn_block(50, 2048) == (64, 2, 4)  # HAN's sentences at batch 256: tiles of 8, 256 blocks
+    assert be._rnn_block(128, 4096) == (128, 2, 4)
+    assert be._rnn_block(128, 300) == (128, 1, 1)
+    assert be._rnn_block(20, 100_000) == (32, 4, 4)
+    for H in (5, 50, 128, 700, 1024, 1100):
+        for n in (1, 300, 5000, 100_000):
+            bx, by, R = be._rnn_block(H, n)
+            assert bx * by <= 256 and bx >= min(H, 128) and shared_bytes(by, H, R) <= SHARED_LIMIT
+            assert -(-n // (by * R)) >= min(n, RNN_MIN_BLOCKS)
+    assert be._rnn_block(1100, 100_000) == (128, 1, 2)  # 4 a thread would need 52.8 kB
     with pytest.raises(ValueError, match="hidden size 5000 is too large"):
         be._rnn_block(5000, 10)
