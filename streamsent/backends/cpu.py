@@ -53,7 +53,6 @@ SERIAL_TOKENS = 512
 SLICE_TOKENS = 1 << 16
 
 _blas = ThreadpoolController()
-_blas_lock = threading.Lock()
 _log = logging.getLogger(__name__)
 # A backend's first forward pass compiles its kernels when the Numba cache is cold (~10-20 s); it first scores
 # a one-token batch, and if that has not finished after COMPILE_NOTICE_S, says so once. A warm cache loads
@@ -66,11 +65,35 @@ def _compile_notice() -> None:
                  "`streamsent warmup` does this ahead of time)")
 
 
-@contextmanager
-def _single_threaded_blas() -> Iterator[None]:
-    """Numba threads each call BLAS on small matrices; BLAS's own threads would fight them for the cores."""
-    with _blas_lock, _blas.limit(limits=1, user_api="blas"):
-        yield
+class _SingleThreadedBlas:
+    """Numba threads each call BLAS on small matrices; BLAS's own threads would fight them for the cores.
+
+    The BLAS thread count is process-wide, so forward passes on several threads at once (the pipeline's
+    `scorers`) share one limit: the first to enter sets it, the last to leave restores it. (A lock around each
+    pass, as before, ran them one at a time.)"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limiter = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._limiter = _blas.limit(limits=1, user_api="blas")
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._limiter is not None:
+                    self._limiter.restore_original_limits()
+                    self._limiter = None
+
+
+_single_threaded_blas = _SingleThreadedBlas()
 
 
 def _n_chunks(n: int) -> int:

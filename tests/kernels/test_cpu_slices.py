@@ -53,3 +53,35 @@ def test_sliced_equals_one_pass(name, monkeypatch):
         for f in ("h", "c", "m", "s", "acc"):
             np.testing.assert_allclose(getattr(sliced_state, f), getattr(ref_state, f), atol=1e-5)
     assert whole.probs.shape == sliced.probs.shape
+
+
+def test_forward_passes_on_two_threads_at_once_match_and_restore_blas():
+    """The pipeline's scorers run forward passes side by side: results are those of one pass at a time, and the
+    process-wide BLAS thread count, held at 1 while any pass runs, is restored after the last one."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    word, comp = CASES["han"]
+    cfg = make_config(word, comp)
+    model = Model(cfg, random_weights(cfg, seed=7))
+    rng = np.random.default_rng(7)
+    batches = [DocBatch.from_lists(ragged_docs(rng, 40, cfg.vocab_size)) for _ in range(6)]
+    expected = [model.predict_batch(b)[0].probs for b in batches]
+    before = [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+    got: dict[int, list[np.ndarray]] = {}
+    start = threading.Barrier(2)
+
+    def run(k: int) -> None:
+        start.wait()
+        got[k] = [model.predict_batch(b)[0].probs for b in batches for _ in range(3)][::3]
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(2):
+        for g, e in zip(got[k], expected, strict=True):
+            np.testing.assert_array_equal(g, e)
+    assert [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"] == before
