@@ -155,15 +155,21 @@ class CudaBackend:
 
     threads: block size of the 1-d kernels; rnn_block: (hidden-unit lanes, thread rows, sequences per thread) of
     the recurrence, by default chosen per launch (`_rnn_block`). The tests pass tiny ones so that the simulator
-    runs many blocks.
+    runs many blocks. concurrent_directions: a bidirectional encoder's backward recurrence runs on a second
+    stream beside the forward one (each is a chain of dependent steps that leaves most of the GPU idle at small
+    batches); False runs them one after the other.
     """
 
     def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray], table_budget_mb: float = 256,
-                 threads: int = THREADS, rnn_block: tuple[int, ...] | None = None) -> None:
+                 threads: int = THREADS, rnn_block: tuple[int, ...] | None = None,
+                 concurrent_directions: bool = True) -> None:
         self.config = config
         self.threads = int(threads)
         self.rnn_block = rnn_block
-        self.stream = cuda.stream()
+        self.stream = cuda.stream()  # every pass, copies and the final synchronisation
+        self.concurrent = concurrent_directions
+        self.side = cuda.stream()  # the backward direction, between a fork and a join event on `stream`
+        self._fork, self._join = cuda.event(), cuda.event()
         self._i64 = _Staging(np.int64)
         self._i32 = _Staging(np.int32)
         self._aranges = None  # device int32[cap]: 0, 1, 2, ... for inputs that are their own rows
@@ -224,12 +230,13 @@ class CudaBackend:
     def _lap(self, stage: str) -> None:
         if self.timer is not None:
             self.stream.synchronize()
+            self.side.synchronize()
             t = time.perf_counter()
             self.timer(stage, t - self._t)
             self._t = t
 
-    def _launch1(self, kern, n: int):
-        return kern[_blocks(n, self.threads), self.threads, self.stream]
+    def _launch1(self, kern, n: int, stream=None):
+        return kern[_blocks(n, self.threads), self.threads, self.stream if stream is None else stream]
 
     def _empty(self, shape, name: str | None = None):
         """A float32 device array: with a name, a view of that reusable workspace buffer (grown as needed), valid
@@ -268,10 +275,10 @@ class CudaBackend:
             v = self._arange_views[n] = self._aranges[:n]
         return v
 
-    def _linear(self, x, rows, n: int, WT, b, name: str | None = None):
+    def _linear(self, x, rows, n: int, WT, b, name: str | None = None, stream=None):
         out = self._empty((n, WT.shape[1]), name)
         if n:
-            self._launch1(linear, n * WT.shape[1])(x, rows, WT, b, out)
+            self._launch1(linear, n * WT.shape[1], stream)(x, rows, WT, b, out)
         return out
 
     def _download(self, name: str, dev) -> np.ndarray:
@@ -468,20 +475,22 @@ class CudaBackend:
         return out
 
     def _run_direction(self, enc: _Encoder, k: int, inputs: _Inputs, seg: _Segments, h0, c0, outs, store: bool,
-                       level: str):
-        """Direction k (0 forward, 1 backward) of a recurrent encoder -> final (h, c) on the device."""
+                       level: str, stream):
+        """Direction k (0 forward, 1 backward) of a recurrent encoder on `stream` -> final (h, c) on the device.
+
+        Everything it reads must be enqueued on `stream` or before the fork event (see _encode)."""
         d, H = enc.dirs[k], enc.cfg.hidden
         h_n, c_n = self._empty((seg.n, H), f"{level}.h_n{k}"), self._empty((seg.n, H), f"{level}.c_n{k}")
         if seg.n:
             if d.table is not None and inputs.table is self.embedding:
                 proj, rows = d.table, inputs.rows
             else:
-                proj = self._linear(inputs.table, inputs.rows, inputs.n, d.W_ihT, d.b_ih, f"{level}.proj{k}")
+                proj = self._linear(inputs.table, inputs.rows, inputs.n, d.W_ihT, d.b_ih, f"{level}.proj{k}", stream)
                 rows = self._arange(inputs.n)
                 self._lap(f"{level}.projection")
             v = self._i64.view
             recurrent(enc.kind, proj, rows, v(seg.starts), v(seg.lengths), v(seg.order), k, d.W_hhT, d.b_hh, h0,
-                      c0, outs, store, k * H, h_n, c_n, block=self._rnn_block(H, seg.n), stream=self.stream)
+                      c0, outs, store, k * H, h_n, c_n, block=self._rnn_block(H, seg.n), stream=stream)
             self._lap(f"{level}.recurrent")
         return h_n, c_n
 
@@ -530,11 +539,19 @@ class CudaBackend:
         store = cfg.pooling != "last"
         outs = self._empty((T if store else 1, D), f"{level}.outs")
         h0, c0 = (carry[0], carry[1]) if carry is not None else (None, None)  # None: zeros
-        h_n, c_n = self._run_direction(enc, 0, inputs, seg, h0, c0, outs, store, level)
+        side = self.side if cfg.bidirectional and self.concurrent else self.stream
+        if side is self.side:  # fork: the side stream waits for everything enqueued so far (uploads, inputs)
+            self._arange(inputs.n)  # (an arange that must grow is uploaded on `stream`: before the fork)
+            self._fork.record(self.stream)
+            self._fork.wait(self.side)
+        h_n, c_n = self._run_direction(enc, 0, inputs, seg, h0, c0, outs, store, level, self.stream)
         h_b = None
         if cfg.bidirectional:  # from zero state, over its own segments in paragraph mode
             b_seg = bwd[0] if bwd is not None else seg
-            h_b, _ = self._run_direction(enc, 1, inputs, b_seg, None, None, outs, store, level)
+            h_b, _ = self._run_direction(enc, 1, inputs, b_seg, None, None, outs, store, level, side)
+        if side is self.side:  # join: what follows on `stream` waits for the backward direction
+            self._join.record(self.side)
+            self._join.wait(self.stream)
         if carry is not None:
             m, s, acc = carry[2], carry[3], carry[4]  # uploaded for this batch: updated in place
         else:

@@ -31,4 +31,5 @@ def backends(cfg: ModelConfig, weights: dict, geometry: dict, **options):
     """(CudaBackend, CpuBackend) on the same weights. The CUDA backend is imported here, not at collection."""
     from streamsent.backends.cuda import CudaBackend
 
-    return CudaBackend(cfg, weights, **geometry, **options), CpuBackend(cfg, weights, **options)
+    cpu_options = {k: v for k, v in options.items() if k == "table_budget_mb"}
+    return CudaBackend(cfg, weights, **geometry, **options), CpuBackend(cfg, weights, **cpu_options)

@@ -222,3 +222,24 @@ def test_the_stage_timer_sees_every_stage_and_changes_nothing(geometry):
                       "word.attention_scores", "word.pooling", "doc.projection", "doc.recurrent", "doc.projection",
                       "doc.recurrent", "doc.attention_scores", "doc.pooling", "classifier", "download"]
     assert all(sec >= 0 for _, sec in seen)
+
+
+@pytest.mark.parametrize(("word", "comp"), [
+    (encoder("gru", True, "attention"), {"type": "hierarchical", "encoder": encoder("lstm", True, "attention", 3)}),
+    (encoder("lstm", True, "last"), {"type": "paragraph"}),
+], ids=["HAN", "paragraph-bi"])
+def test_backward_direction_on_its_own_stream_or_not(word, comp, geometry):
+    """The backward recurrence on the side stream (fork and join events) == on the main stream == the CPU. The
+    simulator runs streams synchronously, so on it this checks the code path; on a GPU, the event ordering."""
+    cfg = make_config(word, comp, vocab=40, dim=6)
+    w = random_weights(cfg, seed=12)
+    two, cpu = backends(cfg, w, geometry, table_budget_mb=0)
+    one, _ = backends(cfg, w, geometry, table_budget_mb=0, concurrent_directions=False)
+    assert two.concurrent and not one.concurrent
+    batch = DocBatch.from_lists(small_docs(np.random.default_rng(12), 6, cfg.vocab_size))
+    want = cpu.forward(batch)[0]
+    for _ in range(2):  # the second time over the reused workspace
+        for be in (two, one):
+            got = be.forward(batch)[0]
+            for what in ("probs", "word_attention", "sentence_attention"):
+                _assert_close(getattr(got, what), getattr(want, what), what)
