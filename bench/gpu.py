@@ -55,7 +55,7 @@ def main() -> int:
     ap.add_argument("--models", default="LSTM,GRU,CNN,HAN")
     ap.add_argument("--batches", help="comma-separated batch sizes (default 32,256,4096; --sim 2,4)")
     ap.add_argument("--repeats", type=int, help="timed repeats per row, median kept (default 3; --sim 1)")
-    ap.add_argument("--budget-s", type=float, default=330.0, help="stop starting new rows after this many seconds")
+    ap.add_argument("--budget-s", type=float, default=270.0, help="stop starting new rows after this many seconds")
     ap.add_argument("--breakdown", type=int, help="batch size of the per-stage breakdown (default 256; --sim the "
                                                    "last; 0: none)")
     ap.add_argument("--sim", action="store_true", help="numba-cuda's simulator, tiny models, torch on the CPU")
