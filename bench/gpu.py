@@ -149,6 +149,7 @@ def main() -> int:
                          f"{'' if bar is None else f'≥ {bar:.1f}× ' + ('met' if ok else 'missed')} | {diff:.1e} | "
                          f"{'' if load_s is None else f'{load_s:.1f}'} |")
             print(lines[-1], flush=True)
+            _save(out, lines + ["", "(partial: the run had not finished)"])  # a cut-off run keeps its rows
             if bs == breakdown_bs:
                 stage_rows.append(_breakdown(name, ours, ours_b, DocBatch.from_lists(docs[:1])))
                 print("breakdown:", stage_rows[-1], flush=True)
@@ -160,10 +161,14 @@ def main() -> int:
     lines += ["", f"total {time.perf_counter() - t_start:.0f} s; bars are the issue's (HAN at batch 256 ≥ 1× torch, "
                   "LSTM/GRU ≥ 0.5× cuDNN); max |Δp| over 1e-4 fails the run"]
     print(lines[-1])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    _save(out, lines)
     print(f"wrote {out}")
     return 1 if failed else 0
+
+
+def _save(out: Path, lines: list[str]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
 
 
 def _breakdown(name: str, model, batches: list, one) -> str:
