@@ -135,3 +135,30 @@ def test_default_recurrence_geometry_fits_shared_memory():
     assert be._rnn_block(1100, 100_000) == (128, 1, 2)  # 4 a thread would need 52.8 kB
     with pytest.raises(ValueError, match="hidden size 5000 is too large"):
         be._rnn_block(5000, 10)
+
+
+def test_streamsent_score_with_device_cuda_equals_the_cpu(tmp_path):
+    """The command line end to end: `streamsent score --device cuda` (on the simulator unless on a GPU, in a fresh
+    process) writes the same probabilities as `--device cpu`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cfg = make_config(encoder("gru", True, "attention"), {"type": "hierarchical",
+                                                          "encoder": encoder("gru", False, "last", 3)},
+                      vocab=40, dim=6)
+    model_dir = Model(cfg, random_weights(cfg, seed=13)).save(tmp_path / "model")
+    docs = small_docs(np.random.default_rng(13), 6, cfg.vocab_size)
+    pq.write_table(pa.table({"doc_id": list(range(len(docs))),
+                             "tokens": pa.array(docs, pa.list_(pa.list_(pa.int32())))}), tmp_path / "in.parquet")
+    probs = {}
+    for device in ("cuda", "cpu"):
+        env = dict(__import__("os").environ, **({} if ON_DEVICE else {"NUMBA_ENABLE_CUDASIM": "1"}))
+        out = tmp_path / f"{device}.parquet"
+        run = subprocess.run([sys.executable, "-m", "streamsent.cli", "score", str(tmp_path / "in.parquet"), "-o",
+                              str(out), "--model", str(model_dir), "--device", device, "--no-progress"],
+                             capture_output=True, text=True, env=env, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        table = pq.read_table(out)
+        assert table.column("doc_id").to_pylist() == list(range(len(docs)))
+        probs[device] = np.array(table.column("probs").to_pylist())
+    assert np.abs(probs["cuda"] - probs["cpu"]).max() <= TOL
