@@ -13,6 +13,7 @@ Importing this module imports numba.cuda: `models.model` does so only when `devi
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,6 +171,9 @@ class CudaBackend:
         self.concurrent = concurrent_directions
         self.side = cuda.stream()  # the backward direction, between a fork and a join event on `stream`
         self._fork, self._join = cuda.event(), cuda.event()
+        # One call at a time: the staging, workspace and streams are the backend's own (the GPU runs one stream's
+        # work in order anyway). Threads that share a backend queue here instead of corrupting each other's buffers.
+        self._lock = threading.Lock()
         self._i64 = _Staging(np.int64)
         self._i32 = _Staging(np.int32)
         self._aranges = None  # device int32[cap]: 0, 1, 2, ... for inputs that are their own rows
@@ -298,10 +302,11 @@ class CudaBackend:
         if state is not None:
             self._check_state(state, batch.n_docs)
         bounds = _slices(batch.doc_token_offsets(), SLICE_TOKENS)
-        if len(bounds) == 2:
-            return self._forward(batch, state)
-        parts = [self._forward(_doc_slice(batch, d0, d1), state.take(np.arange(d0, d1)) if state is not None
-                               else None) for d0, d1 in zip(bounds[:-1], bounds[1:], strict=False)]
+        with self._lock:
+            if len(bounds) == 2:
+                return self._forward(batch, state)
+            parts = [self._forward(_doc_slice(batch, d0, d1), state.take(np.arange(d0, d1)) if state is not None
+                                   else None) for d0, d1 in zip(bounds[:-1], bounds[1:], strict=False)]
         return _concat_scores([p[0] for p in parts]), _concat_states([p[1] for p in parts])
 
     def _check_state(self, state: CarryState, n_docs: int) -> None:
@@ -327,14 +332,15 @@ class CudaBackend:
         so = batch.sent_offsets
         sent_len = np.diff(so)
         ne = np.flatnonzero(sent_len > 0)
-        self._t = time.perf_counter()
-        ticket = self._begin(batch.token_ids)
-        seg = self._segments(so[ne], sent_len[ne])
-        tokens = self._upload(ticket, batch.n_tokens)
-        vecs, _ = self._encode(self.word, tokens, seg, None, None, None, None, "word")
-        out = self._download("vectors", vecs)
-        self.stream.synchronize()
-        return out.copy()
+        with self._lock:
+            self._t = time.perf_counter()
+            ticket = self._begin(batch.token_ids)
+            seg = self._segments(so[ne], sent_len[ne])
+            tokens = self._upload(ticket, batch.n_tokens)
+            vecs, _ = self._encode(self.word, tokens, seg, None, None, None, None, "word")
+            out = self._download("vectors", vecs)
+            self.stream.synchronize()
+            return out.copy()
 
     def score_sentences(self, vectors: np.ndarray, doc_offsets: np.ndarray) -> Scores:
         """Documents given as their sentence vectors (float32[S, P], document d = rows doc_offsets[d] ..
@@ -345,24 +351,25 @@ class CudaBackend:
         do = np.asarray(doc_offsets, np.int64)
         if len(do) == 0 or do[0] != 0 or do[-1] != len(vectors) or (np.diff(do) < 0).any():
             raise ValueError(f"doc_offsets must rise from 0 to {len(vectors)} (the number of sentence vectors)")
-        self._t = time.perf_counter()
-        self._begin(np.zeros(0, np.int32))
-        seg = self._segments(do[:-1], np.diff(do))
-        slots = self._i64.add(np.arange(len(vectors)))
-        self._upload(0, 0)
-        sent_att = None
-        if self.config.composition == "average":
-            docvec = self._pool(MODES["mean"], self._up(vectors), self._arange(len(vectors)), seg, "doc")
-        else:
-            assert self.doc is not None
-            if self.doc.cfg.pooling == "attention":
-                sent_att = self._full(len(vectors), "sent_att")
-            inputs = _Inputs(self._arange(len(vectors)), self._up(vectors), len(vectors))
-            docvec, _ = self._encode(self.doc, inputs, seg, None, None, sent_att, self._i64.view(slots), "doc")
-        probs = self._head(docvec)
-        att = self._download("sent_att", sent_att) if sent_att is not None else None
-        self.stream.synchronize()
-        return Scores(probs.copy(), None, None if att is None else att.copy())
+        with self._lock:
+            self._t = time.perf_counter()
+            self._begin(np.zeros(0, np.int32))
+            seg = self._segments(do[:-1], np.diff(do))
+            slots = self._i64.add(np.arange(len(vectors)))
+            self._upload(0, 0)
+            sent_att = None
+            if self.config.composition == "average":
+                docvec = self._pool(MODES["mean"], self._up(vectors), self._arange(len(vectors)), seg, "doc")
+            else:
+                assert self.doc is not None
+                if self.doc.cfg.pooling == "attention":
+                    sent_att = self._full(len(vectors), "sent_att")
+                inputs = _Inputs(self._arange(len(vectors)), self._up(vectors), len(vectors))
+                docvec, _ = self._encode(self.doc, inputs, seg, None, None, sent_att, self._i64.view(slots), "doc")
+            probs = self._head(docvec)
+            att = self._download("sent_att", sent_att) if sent_att is not None else None
+            self.stream.synchronize()
+            return Scores(probs.copy(), None, None if att is None else att.copy())
 
     def _check_sentence_level(self) -> None:
         if self.config.composition not in ("hierarchical", "average"):

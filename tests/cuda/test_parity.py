@@ -243,3 +243,26 @@ def test_backward_direction_on_its_own_stream_or_not(word, comp, geometry):
             got = be.forward(batch)[0]
             for what in ("probs", "word_attention", "sentence_attention"):
                 _assert_close(getattr(got, what), getattr(want, what), what)
+
+
+def test_threads_sharing_a_backend_get_their_own_results(geometry):
+    """Calls from several threads queue on the backend (its staging, workspace and streams are shared), each
+    getting the CPU's result for its own batch."""
+    import threading
+
+    cfg = make_config(encoder("gru", True, "attention"), {"type": "flat"}, vocab=40, dim=6)
+    gpu, cpu = backends(cfg, random_weights(cfg, seed=14), geometry)
+    rng = np.random.default_rng(14)
+    batches = [DocBatch.from_lists(small_docs(rng, n, cfg.vocab_size)) for n in (2, 7, 4)]
+    got: dict[int, np.ndarray] = {}
+
+    def score(i: int) -> None:
+        got[i] = gpu.forward(batches[i])[0].probs
+
+    threads = [threading.Thread(target=score, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, b in enumerate(batches):
+        _assert_close(got[i], cpu.forward(b)[0].probs, f"batch {i}")
