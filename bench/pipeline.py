@@ -413,7 +413,7 @@ def pipeline_max(broker: EmbeddedBroker, model, msgs: Sequence[Message], partiti
         if instrument:
             instrument.run(pipe, stop_after_idle_s=1.0)
         else:
-            pipe.run(stop_after_idle_s=1.0)
+            pipe.run(stop_after_idle_s=float(os.environ.get("BENCH_IDLE_S", "1.0")))
     finally:
         watchdog.cancel()
         _close(parts)

@@ -19,6 +19,7 @@ from typing import TypeVar
 import numba
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls: load it before the controller looks)
+import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
 from ..batch import DocBatch
@@ -70,7 +71,10 @@ class _SingleThreadedBlas:
 
     The BLAS thread count is process-wide, so forward passes on several threads at once (the pipeline's
     `scorers`) share one limit: the first to enter sets it, the last to leave restores it. (A lock around each
-    pass, as before, ran them one at a time.)"""
+    pass, as before, ran them one at a time.) threadpoolctl >= 3.6 lets only one "controlling" thread change
+    a pthreads OpenBLAS and silently ignores the others, so a model first used on the main thread left BLAS
+    multi-threaded (and spinning) inside every later pass on another thread; this class takes control
+    each time it sets or restores, under its own lock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -81,6 +85,7 @@ class _SingleThreadedBlas:
     def __call__(self) -> Iterator[None]:
         with self._lock:
             if self._users == 0:
+                _take_blas_control()
                 self._limiter = _blas.limit(limits=1, user_api="blas")
             self._users += 1
         try:
@@ -89,8 +94,15 @@ class _SingleThreadedBlas:
             with self._lock:
                 self._users -= 1
                 if self._users == 0 and self._limiter is not None:
+                    _take_blas_control()
                     self._limiter.restore_original_limits()
                     self._limiter = None
+
+
+def _take_blas_control() -> None:
+    clear = getattr(threadpoolctl.OpenBLASController, "clear_controlling_thread", None)  # threadpoolctl >= 3.6
+    if clear is not None:
+        clear(force=True)
 
 
 _single_threaded_blas = _SingleThreadedBlas()

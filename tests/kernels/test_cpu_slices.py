@@ -55,20 +55,32 @@ def test_sliced_equals_one_pass(name, monkeypatch):
     assert whole.probs.shape == sliced.probs.shape
 
 
-def test_forward_passes_on_two_threads_at_once_match_and_restore_blas():
-    """The pipeline's scorers run forward passes side by side: results are those of one pass at a time, and the
-    process-wide BLAS thread count, held at 1 while any pass runs, is restored after the last one."""
+def test_forward_passes_on_two_threads_at_once_match_and_hold_blas_at_one_thread(monkeypatch):
+    """The pipeline's scorers run forward passes side by side: results are those of one pass at a time; BLAS is
+    held at one thread inside every pass, whichever thread used the model first (threadpoolctl lets only one
+    thread change OpenBLAS's limit), and the process-wide count is restored after the last pass."""
     import threading
 
     from threadpoolctl import threadpool_info
 
+    def blas_threads() -> list[tuple[str, int]]:
+        return [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+
+    inside: list[int] = []
+    linear = cpu._linear
+
+    def spy(*args):
+        inside.extend(n for _, n in blas_threads())
+        return linear(*args)
+
+    monkeypatch.setattr(cpu, "_linear", spy)
     word, comp = CASES["han"]
     cfg = make_config(word, comp)
     model = Model(cfg, random_weights(cfg, seed=7))
     rng = np.random.default_rng(7)
     batches = [DocBatch.from_lists(ragged_docs(rng, 40, cfg.vocab_size)) for _ in range(6)]
-    expected = [model.predict_batch(b)[0].probs for b in batches]
-    before = [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+    expected = [model.predict_batch(b)[0].probs for b in batches]  # on this (the main) thread first
+    before = blas_threads()
     got: dict[int, list[np.ndarray]] = {}
     start = threading.Barrier(2)
 
@@ -84,4 +96,5 @@ def test_forward_passes_on_two_threads_at_once_match_and_restore_blas():
     for k in range(2):
         for g, e in zip(got[k], expected, strict=True):
             np.testing.assert_array_equal(g, e)
-    assert [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"] == before
+    assert inside and set(inside) == {1}
+    assert blas_threads() == before
