@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaConsumer, TopicPartition
 
@@ -141,6 +141,8 @@ _texts = st.one_of(st.none(), st.text(max_size=12), st.text(st.characters(max_co
 
 
 @settings(max_examples=150, deadline=None)
+@example([(None, None, None, [0.0, 0.0], None, 1.797693134862316e305)], True)  # overflows when scaled
+@example([("a", "k", 5e-05, [1.2e-05, 0.99995], 3, -0.0004)], False)  # scientific notation, negative
 @given(st.lists(st.tuples(_texts, _texts, _floats, st.lists(st.floats(0, 1, width=32), min_size=2, max_size=2),
                           st.one_of(st.none(), st.integers(-2**40, 2**40)), _floats), min_size=1, max_size=8),
        st.booleans())

@@ -59,8 +59,12 @@ def _free_name(name: str, taken: dict[str, Any]) -> str:
 def round_float(value: float | None, digits: int = 6) -> float | None:
     """The rounding of score, probabilities and latency: k = value × 10**digits rounded half to even, then
     k / 10**digits. For float32 probabilities this is exactly `round(value, digits)`; it is spelled out because the
-    JSON kernel (`json_kernel`) rounds the same way and both paths must write the same bytes."""
-    return None if value is None or not math.isfinite(value) else round(value * 10.0**digits) / 10**digits
+    JSON kernel (`json_kernel`) rounds the same way and both paths must write the same bytes. A value too large to
+    scale (which has no fractional digits anyway) is returned as it is."""
+    if value is None or not math.isfinite(value):
+        return None
+    scaled = value * 10.0**digits
+    return round(scaled) / 10**digits if math.isfinite(scaled) else value
 
 
 def row_objects(rows: pa.Table, labels: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
