@@ -28,7 +28,12 @@ def main() -> None:
     args = ap.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
     all_models = benchmark.issue_models()
-    models = {k: all_models[k] for k in args.models.split(",")}
+    by_name = {k.lower(): k for k in all_models}
+    asked = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in asked if m.lower() not in by_name]
+    if unknown:
+        ap.error(f"--models: unknown {', '.join(unknown)}; choose from {','.join(all_models)}")
+    models = {by_name[m.lower()]: all_models[by_name[m.lower()]] for m in asked}
     lines = benchmark.run(models, [int(b) for b in args.batches.split(",")], repeats,
                           with_breakdown=args.breakdown, emit=lambda s: print(s, flush=True))
     if not args.no_latency:
