@@ -8,9 +8,10 @@ from typing import Protocol
 import numpy as np
 
 from ..batch import DocBatch
+from ..errors import StateError
 from ..models.config import ModelConfig
 
-__all__ = ["Backend", "CarryState", "Scores"]
+__all__ = ["Backend", "CarryState", "Scores", "check_carry_state", "check_sentence_level", "sentence_level_inputs"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,39 @@ class Backend(Protocol):
     def forward(self, batch: DocBatch, state: CarryState | None = None) -> tuple[Scores, CarryState | None]:
         """Score a batch; with a carried state (models where `config.can_carry`) continue those documents."""
         ...
+
+
+# -- checks every backend makes before it computes (they depend on the model, not on the device) -----------------
+def check_carry_state(config: ModelConfig, state: CarryState, n_docs: int) -> None:
+    """A carried state must suit the model (it can carry) and the batch (one row per document, the right widths)."""
+    if not config.can_carry:
+        raise StateError(
+            f"model '{config.name}' ({config.composition} composition) cannot carry state between batches; carrying "
+            "needs paragraph composition or a unidirectional hierarchical document encoder"
+        )
+    enc = config.doc_encoder if config.composition == "hierarchical" else config.word_encoder
+    assert enc is not None
+    H, P = enc.hidden, enc.out_dim(0)
+    want = {"h": (n_docs, H), "c": (n_docs, H), "m": (n_docs,), "s": (n_docs,), "acc": (n_docs, P)}
+    for name, shape in want.items():
+        got = getattr(state, name).shape
+        if got != shape:
+            raise StateError(f"carried state '{name}' has shape {got}, expected {shape} for this batch/model")
+
+
+def check_sentence_level(config: ModelConfig) -> None:
+    """`sentence_vectors` / `score_sentences` exist only for models with a sentence level."""
+    if config.composition not in ("hierarchical", "average"):
+        raise StateError(f"model '{config.name}' ({config.composition} composition) has no sentence "
+                         "vectors: only hierarchical and average models score documents from them")
+
+
+def sentence_level_inputs(config: ModelConfig, vectors: np.ndarray,
+                          doc_offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`score_sentences`' arguments checked and shaped: (float32[S, P] vectors, int64 document offsets)."""
+    check_sentence_level(config)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, config.word_dim)  # [S, P]
+    do = np.asarray(doc_offsets, np.int64)
+    if len(do) == 0 or do[0] != 0 or do[-1] != len(vectors) or (np.diff(do) < 0).any():
+        raise ValueError(f"doc_offsets must rise from 0 to {len(vectors)} (the number of sentence vectors)")
+    return vectors, do

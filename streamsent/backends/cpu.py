@@ -23,7 +23,6 @@ import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
 from ..batch import DocBatch
-from ..errors import StateError
 from ..kernels.cpu.conv import cnn_max_over_time
 from ..kernels.cpu.linear import linear, softmax_linear
 from ..kernels.cpu.pooling import (
@@ -35,7 +34,7 @@ from ..kernels.cpu.pooling import (
 )
 from ..kernels.cpu.recurrent import KINDS, recurrent
 from ..models.config import EncoderConfig, ModelConfig
-from .base import CarryState, Scores
+from .base import CarryState, Scores, check_carry_state, check_sentence_level, sentence_level_inputs
 
 __all__ = ["CpuBackend"]
 
@@ -285,7 +284,7 @@ class CpuBackend:
     def forward(self, batch: DocBatch, state: CarryState | None = None) -> tuple[Scores, CarryState | None]:
         batch.check_vocab(self.config.vocab_size)
         if state is not None:
-            self._check_state(state, batch.n_docs)
+            check_carry_state(self.config, state, batch.n_docs)
         if not self._warmed:  # a one-token batch first: it compiles (or loads) every kernel, under the notice
             notice = threading.Timer(COMPILE_NOTICE_S, _compile_notice)
             notice.daemon = True
@@ -305,20 +304,6 @@ class CpuBackend:
     def _run(self, batch: DocBatch, state: CarryState | None) -> tuple[Scores, CarryState | None]:
         return self._serially(batch.n_tokens, self._forward, batch, state)
 
-    def _check_state(self, state: CarryState, n_docs: int) -> None:
-        cfg = self.config
-        if not cfg.can_carry:
-            raise StateError(
-                f"model '{cfg.name}' ({cfg.composition} composition) cannot carry state between batches; carrying "
-                "needs paragraph composition or a unidirectional hierarchical document encoder"
-            )
-        enc = self.doc if cfg.composition == "hierarchical" else self.word
-        H, P = enc.cfg.hidden, enc.cfg.out_dim(0)
-        want = {"h": (n_docs, H), "c": (n_docs, H), "m": (n_docs,), "s": (n_docs,), "acc": (n_docs, P)}
-        for name, shape in want.items():
-            got = getattr(state, name).shape
-            if got != shape:
-                raise StateError(f"carried state '{name}' has shape {got}, expected {shape} for this batch/model")
 
     # -- the two halves of a sentence-level model (window mode of conversation state) ----------------------------
     def sentence_vectors(self, batch: DocBatch) -> np.ndarray:
@@ -328,7 +313,7 @@ class CpuBackend:
         keep sentence vectors and re-run only the document level over a window of them (a bidirectional document
         encoder cannot carry state). Same kernels and code path as `forward`.
         """
-        self._check_sentence_level()
+        check_sentence_level(self.config)
         batch.check_vocab(self.config.vocab_size)
         if not self._warmed:
             self.forward(DocBatch.from_lists([[[0]]]))
@@ -342,18 +327,8 @@ class CpuBackend:
         """Documents given as their sentence vectors (float32[S, P]; document d = rows doc_offsets[d] ..
         doc_offsets[d+1]) -> Scores: document encoder, pooling and classifier, as `forward` runs them after the word
         level. `sentence_attention` (attention pooling) is per row of `vectors`; `word_attention` is None."""
-        self._check_sentence_level()
-        P = self.config.word_dim
-        vectors = np.ascontiguousarray(vectors, dtype=F32).reshape(-1, P)  # [S, P]
-        do = np.asarray(doc_offsets, np.int64)
-        if len(do) == 0 or do[0] != 0 or do[-1] != len(vectors) or (np.diff(do) < 0).any():
-            raise ValueError(f"doc_offsets must rise from 0 to {len(vectors)} (the number of sentence vectors)")
+        vectors, do = sentence_level_inputs(self.config, vectors, doc_offsets)
         return self._serially(8 * len(vectors), self._score_sentences, vectors, do)
-
-    def _check_sentence_level(self) -> None:
-        if self.config.composition not in ("hierarchical", "average"):
-            raise StateError(f"model '{self.config.name}' ({self.config.composition} composition) has no sentence "
-                             "vectors: only hierarchical and average models score documents from them")
 
     def _serially(self, n_tokens: int, fn: Callable[..., _T], *args: object) -> _T:
         """fn(*args) with BLAS single-threaded, and on one Numba thread below SERIAL_TOKENS."""

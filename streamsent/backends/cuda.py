@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..batch import DocBatch
-from ..errors import StateError
 from ..kernels.cuda import memory
 from ..kernels.cuda.compiler import cuda
 from ..kernels.cuda.conv import cnn_max_over_time
@@ -29,7 +28,7 @@ from ..kernels.cuda.linear import linear, softmax_linear
 from ..kernels.cuda.pooling import MODES, attention_scores_linear, pool_segments
 from ..kernels.cuda.recurrent import KINDS, recurrent, shared_bytes
 from ..models.config import EncoderConfig, ModelConfig
-from .base import CarryState, Scores
+from .base import CarryState, Scores, check_carry_state, check_sentence_level, sentence_level_inputs
 from .cpu import _concat_scores, _concat_states, _doc_slice, _slices
 
 __all__ = ["CudaBackend"]
@@ -300,7 +299,7 @@ class CudaBackend:
     def forward(self, batch: DocBatch, state: CarryState | None = None) -> tuple[Scores, CarryState | None]:
         batch.check_vocab(self.config.vocab_size)
         if state is not None:
-            self._check_state(state, batch.n_docs)
+            check_carry_state(self.config, state, batch.n_docs)
         bounds = _slices(batch.doc_token_offsets(), SLICE_TOKENS)
         with self._lock:
             if len(bounds) == 2:
@@ -309,25 +308,11 @@ class CudaBackend:
                                    else None) for d0, d1 in zip(bounds[:-1], bounds[1:], strict=False)]
         return _concat_scores([p[0] for p in parts]), _concat_states([p[1] for p in parts])
 
-    def _check_state(self, state: CarryState, n_docs: int) -> None:
-        cfg = self.config
-        if not cfg.can_carry:
-            raise StateError(
-                f"model '{cfg.name}' ({cfg.composition} composition) cannot carry state between batches; carrying "
-                "needs paragraph composition or a unidirectional hierarchical document encoder"
-            )
-        enc = cfg.doc_encoder if cfg.composition == "hierarchical" else cfg.word_encoder
-        H, P = enc.hidden, enc.out_dim(0)
-        want = {"h": (n_docs, H), "c": (n_docs, H), "m": (n_docs,), "s": (n_docs,), "acc": (n_docs, P)}
-        for name, shape in want.items():
-            got = getattr(state, name).shape
-            if got != shape:
-                raise StateError(f"carried state '{name}' has shape {got}, expected {shape} for this batch/model")
 
     # -- the two halves of a sentence-level model (window mode of conversation state) ----------------------------
     def sentence_vectors(self, batch: DocBatch) -> np.ndarray:
         """float32[S, P]: the word encoder's pooled vector of each non-empty sentence, as CpuBackend's."""
-        self._check_sentence_level()
+        check_sentence_level(self.config)
         batch.check_vocab(self.config.vocab_size)
         so = batch.sent_offsets
         sent_len = np.diff(so)
@@ -345,12 +330,7 @@ class CudaBackend:
     def score_sentences(self, vectors: np.ndarray, doc_offsets: np.ndarray) -> Scores:
         """Documents given as their sentence vectors (float32[S, P], document d = rows doc_offsets[d] ..
         doc_offsets[d+1]) -> Scores, as CpuBackend.score_sentences."""
-        self._check_sentence_level()
-        P = self.config.word_dim
-        vectors = np.ascontiguousarray(vectors, dtype=F32).reshape(-1, P)  # [S, P]
-        do = np.asarray(doc_offsets, np.int64)
-        if len(do) == 0 or do[0] != 0 or do[-1] != len(vectors) or (np.diff(do) < 0).any():
-            raise ValueError(f"doc_offsets must rise from 0 to {len(vectors)} (the number of sentence vectors)")
+        vectors, do = sentence_level_inputs(self.config, vectors, doc_offsets)
         with self._lock:
             self._t = time.perf_counter()
             self._begin(np.zeros(0, np.int32))
@@ -370,11 +350,6 @@ class CudaBackend:
             att = self._download("sent_att", sent_att) if sent_att is not None else None
             self.stream.synchronize()
             return Scores(probs.copy(), None, None if att is None else att.copy())
-
-    def _check_sentence_level(self) -> None:
-        if self.config.composition not in ("hierarchical", "average"):
-            raise StateError(f"model '{self.config.name}' ({self.config.composition} composition) has no sentence "
-                             "vectors: only hierarchical and average models score documents from them")
 
     # -- host-side index arrays ------------------------------------------------------------------------------
     def _segments(self, starts: np.ndarray, lengths: np.ndarray) -> _Segments:

@@ -11,7 +11,7 @@ import numpy as np
 from ..batch import DocBatch
 from ..errors import StateError
 from ..models.config import EncoderConfig, ModelConfig
-from .base import CarryState, Scores
+from .base import CarryState, Scores, check_sentence_level
 
 __all__ = ["ReferenceBackend"]
 
@@ -178,7 +178,7 @@ class ReferenceBackend:
     # -- the two halves of a sentence-level model (as CpuBackend: sentence_vectors, score_sentences) ----------------
     def sentence_vectors(self, batch: DocBatch) -> np.ndarray:
         """float64[S, P]: the pooled word-encoder vector of each non-empty sentence, in batch order."""
-        self._check_sentence_level()
+        check_sentence_level(self.config)
         batch.check_vocab(self.config.vocab_size)
         E, so = self.w["embedding.weight"], batch.sent_offsets
         vecs = [self._sentence_vector(E[batch.token_ids[so[s] : so[s + 1]].astype(np.int64)])[0]
@@ -188,7 +188,7 @@ class ReferenceBackend:
     def score_sentences(self, vectors: np.ndarray, doc_offsets: np.ndarray) -> Scores:
         """Documents as their sentence vectors [S, P] (document d = rows doc_offsets[d] .. doc_offsets[d+1]) ->
         Scores (probs; sentence attention per row of `vectors` with attention pooling; no word attention)."""
-        self._check_sentence_level()
+        check_sentence_level(self.config)
         cfg, denc = self.config, self.config.doc_encoder
         vectors = np.asarray(vectors, np.float64).reshape(-1, cfg.word_dim)
         do = np.asarray(doc_offsets, np.int64)
@@ -208,11 +208,6 @@ class ReferenceBackend:
                     satt[do[d] : do[d + 1]] = a
             probs[d] = _softmax(self.w["head.weight"] @ vec + self.w["head.bias"])
         return Scores(probs.astype(np.float32), None, _f32(satt))
-
-    def _check_sentence_level(self) -> None:
-        if self.config.composition not in ("hierarchical", "average"):
-            raise StateError(f"model '{self.config.name}' ({self.config.composition} composition) has no sentence "
-                             "vectors: only hierarchical and average models score documents from them")
 
 
 def _f32(a: np.ndarray | None) -> np.ndarray | None:
