@@ -9,6 +9,18 @@ from streamsent import ModelConfig
 TOL = 1e-5  # max abs difference of probabilities (and of hidden states / attention weights)
 
 
+def encoder_config(typ: str, bi: bool = False, pooling: str = "last", hidden: int = 5, maps: int = 4) -> dict:
+    """A small word/document encoder config of any type (`maps`: the CNN's feature maps per width)."""
+    if typ == "mean":
+        return {"type": "mean"}
+    if typ == "cnn":
+        return {"type": "cnn", "widths": [2, 3, 5], "maps": maps}
+    enc = {"type": typ, "hidden": hidden, "bidirectional": bi, "pooling": pooling}
+    if pooling == "attention":
+        enc["attention_dim"] = 4
+    return enc
+
+
 def make_config(word: dict, composition: dict | None = None, vocab: int = 60, dim: int = 7,
                 labels: tuple[str, ...] = ("negative", "positive", "neutral")) -> ModelConfig:
     return ModelConfig.from_dict({

@@ -7,6 +7,8 @@ import numpy as np
 from streamsent.backends.cpu import CpuBackend
 from streamsent.models.config import ModelConfig
 
+from ..helpers import encoder_config
+
 
 def small_docs(rng: np.random.Generator, n_docs: int, vocab: int) -> list[list[list[int]]]:
     """Like tests.helpers.ragged_docs (empty documents, empty and length-1 sentences, one long sentence), smaller."""
@@ -17,14 +19,8 @@ def small_docs(rng: np.random.Generator, n_docs: int, vocab: int) -> list[list[l
 
 
 def encoder(typ: str, bi: bool = False, pooling: str = "last", hidden: int = 5) -> dict:
-    if typ == "mean":
-        return {"type": "mean"}
-    if typ == "cnn":
-        return {"type": "cnn", "widths": [2, 3, 5], "maps": 3}
-    enc = {"type": typ, "hidden": hidden, "bidirectional": bi, "pooling": pooling}
-    if pooling == "attention":
-        enc["attention_dim"] = 4
-    return enc
+    """tests.helpers.encoder_config with 3 CNN feature maps (the simulator is slow)."""
+    return encoder_config(typ, bi, pooling, hidden, maps=3)
 
 
 def backends(cfg: ModelConfig, weights: dict, geometry: dict, **options):

@@ -19,28 +19,18 @@ from streamsent.backends.reference import ReferenceBackend
 from streamsent.models.init import random_weights
 from streamsent.train.modules import SentimentModel
 
-from ..helpers import TOL, make_config, ragged_docs
+from ..helpers import TOL, encoder_config, make_config, ragged_docs
 
 RECURRENT = ["rnn", "lstm", "gru"]
 POOLINGS = ["last", "mean", "max", "attention"]
 
 
-def _encoder(typ: str, bi: bool = False, pooling: str = "last", hidden: int = 5) -> dict:
-    if typ == "mean":
-        return {"type": "mean"}
-    if typ == "cnn":
-        return {"type": "cnn", "widths": [2, 3, 5], "maps": 4}
-    enc = {"type": typ, "hidden": hidden, "bidirectional": bi, "pooling": pooling}
-    if pooling == "attention":
-        enc["attention_dim"] = 4
-    return enc
-
-
 def _cases() -> list[tuple[str, dict, dict]]:
-    words = [("mean", _encoder("mean")), ("cnn", _encoder("cnn"))]
-    words += [(f"{t}-{'bi' if bi else 'uni'}-{p}", _encoder(t, bi, p))
+    words = [("mean", encoder_config("mean")), ("cnn", encoder_config("cnn"))]
+    words += [(f"{t}-{'bi' if bi else 'uni'}-{p}", encoder_config(t, bi, p))
               for t, bi, p in itertools.product(RECURRENT, [False, True], POOLINGS)]
-    doc_encoders = [_encoder(t, bi, p, hidden=3) for t, bi, p in itertools.product(RECURRENT, [False, True], POOLINGS)]
+    doc_encoders = [encoder_config(t, bi, p, hidden=3)
+                    for t, bi, p in itertools.product(RECURRENT, [False, True], POOLINGS)]
     cases = []
     for i, (name, word) in enumerate(words):
         for comp in ("flat", "paragraph", "average", "hierarchical"):
@@ -50,8 +40,8 @@ def _cases() -> list[tuple[str, dict, dict]]:
             if comp == "hierarchical":  # rotate through every document encoder across the word encoders
                 c["encoder"] = doc_encoders[i % len(doc_encoders)]
             cases.append((f"{name}/{comp}", word, c))
-    han = _encoder("gru", True, "attention")
-    cases.append(("HAN", han, {"type": "hierarchical", "encoder": _encoder("gru", True, "attention", hidden=4)}))
+    han = encoder_config("gru", True, "attention")
+    cases.append(("HAN", han, {"type": "hierarchical", "encoder": encoder_config("gru", True, "attention", hidden=4)}))
     return cases
 
 
@@ -95,8 +85,8 @@ def test_numba_equals_reference_equals_torch(name, word, comp):
 
 
 def test_empty_documents_score_softmax_of_the_head_bias():
-    cfg = make_config(_encoder("gru", True, "attention"),
-                      {"type": "hierarchical", "encoder": _encoder("lstm", False, "max", hidden=3)})
+    cfg = make_config(encoder_config("gru", True, "attention"),
+                      {"type": "hierarchical", "encoder": encoder_config("lstm", False, "max", hidden=3)})
     w = random_weights(cfg, seed=3)
     probs, _ = Model(cfg, w).predict_batch(DocBatch.from_lists([[], [[], []], [[1, 2]]]))
     b = w["head.bias"].astype(np.float64)
@@ -108,7 +98,7 @@ def test_empty_documents_score_softmax_of_the_head_bias():
 
 def test_table_and_per_batch_projections_agree():
     """The vocabulary-wide projection table and the per-batch distinct-token path give the same scores."""
-    for word in (_encoder("lstm", True, "mean"), _encoder("cnn")):
+    for word in (encoder_config("lstm", True, "mean"), encoder_config("cnn")):
         cfg = make_config(word)
         w = random_weights(cfg, seed=5)
         batch = DocBatch.from_lists(ragged_docs(np.random.default_rng(5), 12, cfg.vocab_size))
@@ -119,11 +109,11 @@ def test_table_and_per_batch_projections_agree():
 
 
 _PROPERTY_CFGS = [
-    make_config(_encoder("gru", True, "attention"), {"type": "hierarchical",
-                                                      "encoder": _encoder("gru", True, "attention", hidden=4)}),
-    make_config(_encoder("lstm", True, "last"), {"type": "paragraph"}),
-    make_config(_encoder("cnn"), {"type": "average"}),
-    make_config(_encoder("rnn", False, "max"), {"type": "flat"}),
+    make_config(encoder_config("gru", True, "attention"), {"type": "hierarchical",
+                                                      "encoder": encoder_config("gru", True, "attention", hidden=4)}),
+    make_config(encoder_config("lstm", True, "last"), {"type": "paragraph"}),
+    make_config(encoder_config("cnn"), {"type": "average"}),
+    make_config(encoder_config("rnn", False, "max"), {"type": "flat"}),
 ]
 _PROPERTY_MODELS = [(Model(c, random_weights(c, 9)), ReferenceBackend(c, random_weights(c, 9)))
                     for c in _PROPERTY_CFGS]
