@@ -37,28 +37,14 @@ class MicroBatcher:
         self._seq = 0
         self._open = MicroBatch(0)
 
-    def _track(self, rec) -> None:
-        if rec.topic is not None and rec.offset is not None:
-            tp = (rec.topic, rec.partition)
-            self._open.offsets[tp] = max(self._open.offsets.get(tp, -1), rec.offset)
-
     def add(self, item: Doc | DeadLetter) -> MicroBatch | None:
         """Add one decoded record; returns a batch when this closed one."""
-        if not len(self._open):
-            self._open.opened = time.monotonic()
-        self._track(item.record)
-        if isinstance(item, DeadLetter):
-            self._open.letters.append(item)
-            return None
-        self._open.docs.append(item)
-        self._open.tokens += estimate_tokens(item)
-        if len(self._open.docs) >= self.max_docs or self._open.tokens >= self.max_tokens:
-            return self.close()
-        return None
+        full = self.extend([item])
+        return full[0] if full else None
 
     def extend(self, items: list[Doc | DeadLetter]) -> list[MicroBatch]:
-        """`add` for each of a poll's items, in one loop (the polling thread's per-message cost): the batches
-        that closed."""
+        """Add a poll's decoded records, in one loop (the polling thread's per-message cost); returns the batches
+        they closed, in order."""
         full: list[MicroBatch] = []
         b = self._open
         max_docs, max_tokens = self.max_docs, self.max_tokens

@@ -3,8 +3,8 @@
 Threads overlap the work through bounded queues, so a slow sink applies back-pressure instead of growing
 memory. The calling thread polls the source: a Kafka consumer is not thread-safe, so every consumer call,
 commits included, happens on it, or in a rebalance callback while it is blocked inside poll(). Scorer threads
-run the model (Numba kernels release the GIL): one by default, or several that each score a different batch on
-fewer Numba threads (`scorers`), which keeps every core busy without a parallel region waiting for a core that
+run the model (Numba kernels release the GIL): two by default (`scorers`), each scoring a different batch on
+its share of the cores, which keeps every core busy without a parallel region waiting for a core that
 the polling or writing thread holds. A writer thread takes the batches in the order they were read, waits for
 each to be scored, writes it to every sink and the dead-letter sink and flushes them. Only when a batch is
 durably written does the polling thread commit its offsets; batches complete in order, so committed offsets

@@ -1,4 +1,4 @@
-"""MicroBatcher.extend (the polling thread's loop) closes the same batches as `add` one item at a time."""
+"""MicroBatcher: a poll's items added at once (`extend`) close the same batches as one item at a time (`add`)."""
 
 from __future__ import annotations
 
