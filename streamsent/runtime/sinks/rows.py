@@ -127,7 +127,7 @@ def encode_rows(rows: pa.Table, labels: Sequence[str] = ()) -> list[bytes]:
     if n == 0:
         return []
     names = rows.column_names
-    probs = rows.column("probs").combine_chunks() if "probs" in names else None
+    probs = _column(rows, "probs")
     if probs is None or probs.null_count or not pa.types.is_list(probs.type) or \
             pc.any(pc.not_equal(pc.list_value_length(probs), len(labels))).as_py():
         return _generic(rows, labels)  # null probabilities, or the wrong number (the generic path says which)
@@ -142,13 +142,13 @@ def encode_rows(rows: pa.Table, labels: Sequence[str] = ()) -> list[bytes]:
     program.string('},"model":', _column(rows, "model"))
     for name in _COORDINATES:  # left out where null
         if name in names:
-            col = rows.column(name).combine_chunks()
+            col = _column(rows, name)
             add = program.integer if pa.types.is_integer(col.type) else program.string
             add(f',"{name}":', col, omit_null=True)
     program.number(',"latency_ms":', _column(rows, "latency_ms"), 3)
     out, fallback = program.run()
     if "extra" in names:
-        extra = rows.column("extra").combine_chunks()
+        extra = _column(rows, "extra")
         fallback |= pc.not_equal(extra, "{}").fill_null(False).to_numpy(zero_copy_only=False)  # has extras
     for i in np.flatnonzero(fallback).tolist():
         out[i] = _generic(rows.slice(i, 1), labels)[0]
