@@ -62,6 +62,18 @@ class DocBatch:
     def sentence_lengths(self) -> np.ndarray:
         return np.diff(self.sent_offsets)
 
+    def nonempty_sentences(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(index, starts, lengths, doc_ranges) of the sentences with tokens, the segments a sentence encoder runs
+        over: sentence index[k] is tokens starts[k] .. + lengths[k]; document d holds doc_ranges[d] ..
+        doc_ranges[d+1] of them (empty sentences change no state, so backends skip them)."""
+        so = self.sent_offsets
+        lengths = np.diff(so)
+        nonempty = lengths > 0
+        index = np.flatnonzero(nonempty)
+        cum = np.zeros(len(so), np.int64)
+        np.cumsum(nonempty, out=cum[1:])
+        return index, so[index], lengths[index], cum[self.doc_offsets]
+
     # -- construction ------------------------------------------------------------------------------------------
     @classmethod
     def from_lists(cls, docs: Sequence[Sequence[Sequence[int]]]) -> DocBatch:

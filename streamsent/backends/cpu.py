@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TypeVar
@@ -52,7 +51,6 @@ SERIAL_TOKENS = 512
 # ~1 GB of them), and a slice still has ~100+ sequences to share between the threads.
 SLICE_TOKENS = 1 << 16
 
-_blas = ThreadpoolController()
 _log = logging.getLogger(__name__)
 # A backend's first forward pass compiles its kernels when the Numba cache is cold (~10-20 s); it first scores
 # a one-token batch, and if that has not finished after COMPILE_NOTICE_S, says so once. A warm cache loads
@@ -70,45 +68,73 @@ class _SingleThreadedBlas:
 
     The BLAS thread count is process-wide, so forward passes on several threads at once (the pipeline's
     `scorers`) share one limit: the first to enter sets it, the last to leave restores it. (A lock around each
-    pass, as before, ran them one at a time.) threadpoolctl >= 3.6 lets only one "controlling" thread change
-    a pthreads OpenBLAS and silently ignores the others, so a model first used on the main thread left BLAS
-    multi-threaded (and spinning) inside every later pass on another thread; this class takes control
-    each time it sets or restores, under its own lock."""
+    pass, as before, ran them one at a time.) It talks to the BLAS libraries found at import directly: through
+    `threadpool_limits` it cost ~13 µs a pass (4 % of a batch-1 HAN document), this ~2 µs. threadpoolctl >= 3.6
+    lets only one "controlling" thread change a pthreads OpenBLAS and silently ignores the others (a model
+    first used on the main thread left BLAS multi-threaded, and spinning, inside every later pass on another
+    thread), so the setter bypasses that rule, which is threadpoolctl's, not OpenBLAS's."""
 
-    def __init__(self) -> None:
+    def __init__(self, libs: list) -> None:
         self._lock = threading.Lock()
         self._users = 0
-        self._limiter = None
+        self._libs = libs
+        self._saved: list[tuple[Callable[[int], object], int]] = []
 
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
+    def __enter__(self) -> None:
         with self._lock:
             if self._users == 0:
-                _take_blas_control()
-                self._limiter = _blas.limit(limits=1, user_api="blas")
+                for lib in self._libs:
+                    n = lib.get_num_threads()
+                    if n is not None and n != 1:
+                        setter = _blas_setter(lib)
+                        setter(1)
+                        self._saved.append((setter, n))
             self._users += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._users -= 1
-                if self._users == 0 and self._limiter is not None:
-                    _take_blas_control()
-                    self._limiter.restore_original_limits()
-                    self._limiter = None
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                for setter, n in self._saved:
+                    setter(n)
+                self._saved.clear()
 
 
-def _take_blas_control() -> None:
-    clear = getattr(threadpoolctl.OpenBLASController, "clear_controlling_thread", None)  # threadpoolctl >= 3.6
-    if clear is not None:
-        clear(force=True)
+def _blas_setter(lib: threadpoolctl.LibController) -> Callable[[int], object]:
+    """lib's set_num_threads without threadpoolctl's controlling-thread rule (see _SingleThreadedBlas)."""
+    real = getattr(lib, "_real_set_num_threads", None)  # threadpoolctl >= 3.6's OpenBLAS
+    if real is not None:
+        return real
+    return lib.set_num_threads
 
 
-_single_threaded_blas = _SingleThreadedBlas()
+_single_threaded_blas = _SingleThreadedBlas(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+class _NumbaThreads:
+    """numba.get/set_num_threads for the calling thread, ~0.2 µs a call instead of ~3: the public functions take a
+    multiprocessing lock each time (to start the thread pool once), and a batch-1 forward pass asks ~5 times. Once
+    the pool is up, numba's C entry points (`numba.np.ufunc.parallel._get/_set_num_threads`, there since 0.49)
+    do the work; where a Numba lacks them, the public functions."""
+
+    def __init__(self) -> None:
+        self.get: Callable[[], int] = numba.get_num_threads
+        self.set: Callable[[int], None] = numba.set_num_threads
+
+    def bind(self) -> None:
+        numba.get_num_threads()  # starts the pool; that sets the C entry points
+        from numba.np.ufunc import parallel
+
+        get, set_ = getattr(parallel, "_get_num_threads", None), getattr(parallel, "_set_num_threads", None)
+        if callable(get) and callable(set_):
+            self.get, self.set = get, set_
+
+
+_threads = _NumbaThreads()
 
 
 def _n_chunks(n: int) -> int:
-    threads = numba.get_num_threads()
+    threads = _threads.get()
     return min(n, threads * -(-n // (threads * CHUNK)))
 
 
@@ -286,6 +312,7 @@ class CpuBackend:
         if state is not None:
             check_carry_state(self.config, state, batch.n_docs)
         if not self._warmed:  # a one-token batch first: it compiles (or loads) every kernel, under the notice
+            _threads.bind()
             notice = threading.Timer(COMPILE_NOTICE_S, _compile_notice)
             notice.daemon = True
             notice.start()
@@ -294,9 +321,9 @@ class CpuBackend:
             finally:
                 notice.cancel()
                 self._warmed = True
-        bounds = _slices(batch.doc_token_offsets(), SLICE_TOKENS)
-        if len(bounds) == 2:
+        if batch.n_tokens <= SLICE_TOKENS:
             return self._run(batch, state)
+        bounds = _slices(batch.doc_token_offsets(), SLICE_TOKENS)
         parts = [self._run(_doc_slice(batch, d0, d1), state.take(np.arange(d0, d1)) if state is not None else None)
                  for d0, d1 in zip(bounds[:-1], bounds[1:], strict=False)]
         return _concat_scores([p[0] for p in parts]), _concat_states([p[1] for p in parts])
@@ -332,21 +359,19 @@ class CpuBackend:
 
     def _serially(self, n_tokens: int, fn: Callable[..., _T], *args: object) -> _T:
         """fn(*args) with BLAS single-threaded, and on one Numba thread below SERIAL_TOKENS."""
-        with _single_threaded_blas():
+        with _single_threaded_blas:
             if n_tokens >= SERIAL_TOKENS:
                 return fn(*args)
-            threads = numba.get_num_threads()
-            numba.set_num_threads(1)  # per calling thread: other threads' settings are untouched
+            threads = _threads.get()
+            _threads.set(1)  # per calling thread: other threads' settings are untouched
             try:
                 return fn(*args)
             finally:
-                numba.set_num_threads(threads)
+                _threads.set(threads)
 
     def _sentence_vectors(self, batch: DocBatch) -> np.ndarray:
-        so = batch.sent_offsets
-        sent_len = np.diff(so)
-        ne = np.flatnonzero(sent_len > 0)
-        vecs, _ = self._encode(self.word, _Inputs(batch.token_ids, self.embedding, True), so[ne], sent_len[ne], None,
+        _, starts, lengths, _ = batch.nonempty_sentences()
+        vecs, _ = self._encode(self.word, _Inputs(batch.token_ids, self.embedding, True), starts, lengths, None,
                                None, None, None, _Laps(self.timer), "word")
         return vecs
 
@@ -372,28 +397,25 @@ class CpuBackend:
     def _forward(self, batch: DocBatch, state: CarryState | None) -> tuple[Scores, CarryState | None]:
         cfg = self.config
         laps = _Laps(self.timer)
-        so, do = batch.sent_offsets, batch.doc_offsets
-        sent_len = np.diff(so)
-        nonempty = sent_len > 0
-        ne = np.flatnonzero(nonempty)
-        ne_cum = np.zeros(len(so), np.int64)
-        np.cumsum(nonempty, out=ne_cum[1:])
-        doc_ne = ne_cum[do]  # document d holds non-empty sentences doc_ne[d] .. doc_ne[d+1] (compacted)
         tokens = _Inputs(batch.token_ids, self.embedding, True)
         word_att = np.zeros(batch.n_tokens, F32) if cfg.word_encoder.pooling == "attention" else None
         sent_att = None
         new_state = None
-        if cfg.composition in ("flat", "paragraph"):
-            tok = so[do]
-            bwd = (so[ne], sent_len[ne], doc_ne) if cfg.composition == "paragraph" else None
+        if cfg.composition == "flat":
+            tok = batch.doc_token_offsets()
             laps.lap("prepare")
-            docvec, new_state = self._encode(self.word, tokens, tok[:-1], np.diff(tok), bwd, state, word_att, None,
-                                             laps, "word")
-            if cfg.composition == "flat":
-                new_state = None
+            docvec, _ = self._encode(self.word, tokens, tok[:-1], np.diff(tok), None, state, word_att, None, laps,
+                                     "word")
+        elif cfg.composition == "paragraph":
+            tok = batch.doc_token_offsets()
+            _, starts, lengths, doc_ne = batch.nonempty_sentences()
+            laps.lap("prepare")
+            docvec, new_state = self._encode(self.word, tokens, tok[:-1], np.diff(tok), (starts, lengths, doc_ne),
+                                             state, word_att, None, laps, "word")
         else:
+            ne, starts, lengths, doc_ne = batch.nonempty_sentences()
             laps.lap("prepare")
-            sentvec, _ = self._encode(self.word, tokens, so[ne], sent_len[ne], None, None, word_att, None, laps, "word")
+            sentvec, _ = self._encode(self.word, tokens, starts, lengths, None, None, word_att, None, laps, "word")
             if cfg.composition == "average":
                 docvec = self._pool(MODES["mean"], sentvec, np.arange(len(ne), dtype=np.int32),
                                     doc_ne[:-1], np.diff(doc_ne))

@@ -314,13 +314,11 @@ class CudaBackend:
         """float32[S, P]: the word encoder's pooled vector of each non-empty sentence, as CpuBackend's."""
         check_sentence_level(self.config)
         batch.check_vocab(self.config.vocab_size)
-        so = batch.sent_offsets
-        sent_len = np.diff(so)
-        ne = np.flatnonzero(sent_len > 0)
+        _, starts, lengths, _ = batch.nonempty_sentences()
         with self._lock:
             self._t = time.perf_counter()
             ticket = self._begin(batch.token_ids)
-            seg = self._segments(so[ne], sent_len[ne])
+            seg = self._segments(starts, lengths)
             tokens = self._upload(ticket, batch.n_tokens)
             vecs, _ = self._encode(self.word, tokens, seg, None, None, None, None, "word")
             out = self._download("vectors", vecs)
@@ -372,13 +370,7 @@ class CudaBackend:
     # -- orchestration (mirrors CpuBackend._forward) -------------------------------------------------------------
     def _forward(self, batch: DocBatch, state: CarryState | None) -> tuple[Scores, CarryState | None]:
         cfg = self.config
-        so, do = batch.sent_offsets, batch.doc_offsets
-        sent_len = np.diff(so)
-        nonempty = sent_len > 0
-        ne = np.flatnonzero(nonempty)
-        ne_cum = np.zeros(len(so), np.int64)
-        np.cumsum(nonempty, out=ne_cum[1:])
-        doc_ne = ne_cum[do]  # document d holds non-empty sentences doc_ne[d] .. doc_ne[d+1] (compacted)
+        ne, ne_starts, ne_lengths, doc_ne = batch.nonempty_sentences()
         self._t = time.perf_counter()
         ticket = self._begin(batch.token_ids)
         word_att = self._full(batch.n_tokens, "word_att") if cfg.word_encoder.pooling == "attention" else None
@@ -386,21 +378,21 @@ class CudaBackend:
         new_state = None
         carry = self._carry(state) if state is not None else None
         if cfg.composition in ("flat", "paragraph"):
-            tok = so[do]
+            tok = batch.doc_token_offsets()
             seg = self._segments(tok[:-1], np.diff(tok))
             bwd = None
             if cfg.composition == "paragraph" and cfg.word_encoder.bidirectional:
                 # the backward direction runs over each non-empty sentence; document n's last one gives its
                 # part of a `last`-pooled vector (-1: the document has none, keep what was carried)
                 last = np.where(doc_ne[1:] > doc_ne[:-1], doc_ne[1:] - 1, -1)
-                bwd = (self._segments(so[ne], sent_len[ne]), self._i64.add(last))
+                bwd = (self._segments(ne_starts, ne_lengths), self._i64.add(last))
             tokens = self._upload(ticket, batch.n_tokens)
             self._lap("upload")
             docvec, new_state = self._encode(self.word, tokens, seg, bwd, carry, word_att, None, "word")
             if cfg.composition == "flat":
                 new_state = None
         else:
-            seg = self._segments(so[ne], sent_len[ne])
+            seg = self._segments(ne_starts, ne_lengths)
             doc_seg = self._segments(doc_ne[:-1], np.diff(doc_ne))
             slots = self._i64.add(ne)
             tokens = self._upload(ticket, batch.n_tokens)
