@@ -24,13 +24,7 @@ from threadpoolctl import ThreadpoolController
 from ..batch import DocBatch
 from ..kernels.cpu.conv import cnn_max_over_time
 from ..kernels.cpu.linear import linear, softmax_linear
-from ..kernels.cpu.pooling import (
-    MODES,
-    attention_scores_linear,
-    attention_weights,
-    pool_accumulate,
-    pool_finalize,
-)
+from ..kernels.cpu.pooling import MODES, attention_pool, pool_accumulate
 from ..kernels.cpu.recurrent import KINDS, recurrent
 from ..models.config import EncoderConfig, ModelConfig
 from .base import CarryState, Scores, check_carry_state, check_sentence_level, sentence_level_inputs
@@ -259,6 +253,10 @@ def _run_direction(enc: _Encoder, k: int, inputs: _Inputs, starts: np.ndarray, l
     return h_n, c_n
 
 
+def _positions(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.int32)
+
+
 def _slices(doc_tokens: np.ndarray, most: int) -> np.ndarray:
     """Document bounds [0, .., D] of consecutive slices of at most `most` tokens (a longer document alone)."""
     D = len(doc_tokens) - 1
@@ -439,9 +437,8 @@ class CpuBackend:
               lengths: np.ndarray) -> np.ndarray:
         n, d = len(starts), table.shape[1]
         m, s, acc = np.zeros(n, F32), np.zeros(n, F32), np.zeros((n, d), F32)
-        pool_accumulate(mode, table, rows, starts, lengths, np.zeros(0, F32), m, s, acc)
         out = np.empty((n, d), F32)
-        pool_finalize(mode, s, acc, out)
+        pool_accumulate(mode, table, rows, starts, lengths, m, s, acc, out)
         return out
 
     def _encode(self, enc: _Encoder, inputs: _Inputs, starts: np.ndarray, lengths: np.ndarray,
@@ -470,13 +467,14 @@ class CpuBackend:
         H, D = cfg.hidden, cfg.out_dim(0)
         store = cfg.pooling != "last"
         outs = np.empty((T if store else 0, D), F32)
-        h0 = carry.h if carry is not None else np.zeros((N, H), F32)
-        c0 = carry.c if carry is not None else np.zeros((N, H), F32)
+        zeros = np.zeros((N, H), F32)  # read-only initial states
+        h0, c0 = (carry.h, carry.c) if carry is not None else (zeros, zeros)
         laps.lap("prepare")
         h_n, c_n = _run_direction(enc, 0, inputs, starts, lengths, h0, c0, outs, laps, level)
         if cfg.bidirectional:  # from zero state, over its own segments in paragraph mode
             b_starts, b_lengths = (bwd[0], bwd[1]) if bwd is not None else (starts, lengths)
-            zeros = np.zeros((len(b_starts), H), F32)
+            if len(b_starts) != N:
+                zeros = np.zeros((len(b_starts), H), F32)
             laps.lap("prepare")
             h_b, _ = _run_direction(enc, 1, inputs, b_starts, b_lengths, zeros, zeros, outs, laps, level)
         m = carry.m.copy() if carry is not None else np.zeros(N, F32)
@@ -494,19 +492,14 @@ class CpuBackend:
             pooled = acc.copy()
             laps.lap(f"{level}.pooling")
         else:
-            mode = MODES[cfg.pooling]
-            scores = np.zeros(0, F32)
-            if mode == MODES["attention"]:
-                scores = np.empty(T, F32)
-                attention_scores_linear(outs, enc.att_WT, enc.att_b, enc.att_ctx, scores)  # tanh(W o + b)·ctx
-                laps.lap(f"{level}.attention_gemm")
-            positions = np.arange(T, dtype=np.int32)
-            pool_accumulate(mode, outs, positions, starts, lengths, scores, m, s, acc)
             pooled = np.empty((N, D), F32)
-            pool_finalize(mode, s, acc, pooled)
-            laps.lap(f"{level}.pooling")
-            if att_out is not None:
-                attention_weights(scores, starts, lengths, m, s, att_out,
-                                  positions if att_slots is None else att_slots)
-                laps.lap(f"{level}.attention")
+            if cfg.pooling == "attention":
+                weights = att_out if att_out is not None else np.zeros(0, F32)
+                slots = att_slots if att_slots is not None else _positions(T)
+                attention_pool(outs, starts, lengths, enc.att_WT, enc.att_b, enc.att_ctx, np.empty(T, F32), m, s,
+                               acc, pooled, weights, slots)
+                laps.lap(f"{level}.attention_pool")
+            else:
+                pool_accumulate(MODES[cfg.pooling], outs, _positions(T), starts, lengths, m, s, acc, pooled)
+                laps.lap(f"{level}.pooling")
         return pooled, CarryState(h_n, c_n, m, s, acc)
