@@ -298,7 +298,7 @@ class CpuBackend:
         self.head_WT = np.ascontiguousarray(weights["head.weight"].T, dtype=F32)
         self.head_b = np.ascontiguousarray(weights["head.bias"], dtype=F32)
         # called as timer(stage, seconds) after each kernel call when set (bench --breakdown); stages are
-        # '{word|doc}.{projection|recurrent|conv|attention_gemm|attention|pooling}', 'prepare' and 'classifier'
+        # '{word|doc}.{projection|recurrent|conv|attention|pooling}', 'prepare' and 'classifier'
         self.timer: Callable[[str, float], None] | None = None
         self._warmed = False
         if self.word.table_bytes(config.vocab_size) <= table_budget_mb * 2**20:
@@ -498,7 +498,7 @@ class CpuBackend:
                 slots = att_slots if att_slots is not None else _positions(T)
                 attention_pool(outs, starts, lengths, enc.att_WT, enc.att_b, enc.att_ctx, np.empty(T, F32), m, s,
                                acc, pooled, weights, slots)
-                laps.lap(f"{level}.attention_pool")
+                laps.lap(f"{level}.attention")
             else:
                 pool_accumulate(MODES[cfg.pooling], outs, _positions(T), starts, lengths, m, s, acc, pooled)
                 laps.lap(f"{level}.pooling")
