@@ -216,6 +216,7 @@ def table_lines(rows: list[BenchRow], with_torch: bool) -> list[str]:
 
 STAGES = ("prepare", "projection", "recurrent", "conv", "attention", "pooling", "classifier")  # add up to 100 %
 HOT_ROWS = 64  # the gather's baseline: token ids folded into this many vocabulary rows (they stay in L1/L2)
+GATHER_PAIRS = 7
 
 
 def breakdown(model: Model, docs: list, bs: int, repeats: int = 3) -> tuple[float, dict[str, float]]:
@@ -247,13 +248,14 @@ def breakdown(model: Model, docs: list, bs: int, repeats: int = 3) -> tuple[floa
             model.predict_batch(b)
         return time.perf_counter() - t
 
-    real, cool = [], []
-    for _ in range(repeats):
-        backend.timer = timer
-        try:
+    backend.timer = timer
+    try:
+        for _ in range(repeats):
             seconds(batches)
-        finally:
-            backend.timer = None
+    finally:
+        backend.timer = None
+    real, cool = [], []
+    for _ in range(max(repeats, GATHER_PAIRS)):  # a difference of two noisy times: more pairs, interleaved
         real.append(seconds(batches))
         cool.append(seconds(hot))
     total = sum(spent.values())

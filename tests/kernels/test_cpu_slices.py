@@ -98,3 +98,31 @@ def test_forward_passes_on_two_threads_at_once_match_and_hold_blas_at_one_thread
             np.testing.assert_array_equal(g, e)
     assert inside and set(inside) == {1}
     assert blas_threads() == before
+
+
+def test_small_batches_run_on_one_numba_thread_and_leave_the_callers_count(monkeypatch):
+    """A batch under SERIAL_TOKENS runs on one Numba thread, a bigger one on the caller's count; either way the
+    caller's count (read and set through numba's C entry points, cpu._threads) is what it was afterwards."""
+    import numba
+
+    seen: list[int] = []
+    linear = cpu._linear
+
+    def spy(*args):
+        seen.append(numba.get_num_threads())
+        return linear(*args)
+
+    monkeypatch.setattr(cpu, "_linear", spy)
+    word, comp = CASES["han"]
+    cfg = make_config(word, comp)
+    model = Model(cfg, random_weights(cfg, seed=9))
+    small = DocBatch.from_lists([[[1, 2, 3], [4, 5]]])
+    big = DocBatch.from_lists([[[1 + (i % 7)] * 40] * 4 for i in range(4)])
+    assert small.n_tokens < cpu.SERIAL_TOKENS <= big.n_tokens
+    threads = numba.get_num_threads()
+    model.predict_batch(small)
+    assert seen and set(seen) == {1}
+    seen.clear()
+    model.predict_batch(big)
+    assert seen and set(seen) == {threads}
+    assert numba.get_num_threads() == threads
