@@ -61,22 +61,6 @@ def _cell(kind, x, gh, b, h, c, H):
         _rnn_cell(x, gh, b, h, H)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def _one_sequence(kind, proj, rows, p0, L, reverse, W_hhT, b_hh, h, c, gh, out, out_col):
-    """A chunk of one sequence (a batch-1 document): the step loop with no chunk bookkeeping and a mat-vec
-    (~5 % of an RNN step at H = 128, where the step is one 64 KB pass over W_hh)."""
-    H = h.shape[0]
-    store = out.shape[0] > 0
-    for t in range(L):
-        p = p0 + (L - 1 - t if reverse else t)
-        if t + 1 < L:
-            prefetch_row(proj, rows[p0 + (L - 2 - t if reverse else t + 1)])
-        np.dot(h, W_hhT, gh)
-        _cell(kind, proj[rows[p]], gh, b_hh, h, c, H)
-        if store:
-            out[p, out_col : out_col + H] = h
-
-
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def recurrent(kind, proj, rows, starts, lengths, reverse, W_hhT, b_hh, h0, c0, out, out_col, h_n, c_n, n_chunks):
     """Run one direction of a cell over N ragged sequences.
@@ -108,10 +92,6 @@ def recurrent(kind, proj, rows, starts, lengths, reverse, W_hhT, b_hh, h0, c0, o
             if kind == LSTM:
                 c[i] = c0[idx[i]]
         steps = lengths[idx[0]] if C > 0 else 0
-        if C == 1:
-            _one_sequence(kind, proj, rows, starts[idx[0]], steps, reverse, W_hhT, b_hh, h[0], c[0], gh[0], out,
-                          out_col)
-            steps = 0
         active = C
         for t in range(steps):
             while lengths[idx[active - 1]] <= t:

@@ -4,8 +4,9 @@ The same accumulators as kernels/cpu/pooling.py, per segment n: m[n], s[n], acc[
   mean       acc = Σ o,  s = count
   max        acc = running max, s = count
   attention  m = running max score, s = Σ exp(score − m), acc = Σ exp(score − m) o   (online softmax)
-`pool_segments` is the CPU's pool_accumulate, pool_finalize and attention_weights in one launch (a block holds
-every value the three need); `attention_scores_linear` is the CPU kernel of that name.
+`pool_segments` pools, finalises and writes the attention weights in one launch (a block holds every value
+they need), as the CPU's pool_accumulate and attention_pool do; `attention_scores_linear` is the projection
+and scores part of the CPU's attention_pool (here its own launch, a block row per position).
 """
 
 import math
