@@ -112,8 +112,12 @@ class _NumbaThreads:
     do the work; where a Numba lacks them, the public functions."""
 
     def __init__(self) -> None:
-        self.get: Callable[[], int] = numba.get_num_threads
+        self._get: Callable[[], int] = numba.get_num_threads
         self.set: Callable[[int], None] = numba.set_num_threads
+
+    def get(self) -> int:
+        n = self._get()
+        return n if n > 0 else numba.get_num_threads()  # (the public function raises on what would be a bug)
 
     def bind(self) -> None:
         numba.get_num_threads()  # starts the pool; that sets the C entry points
@@ -121,7 +125,7 @@ class _NumbaThreads:
 
         get, set_ = getattr(parallel, "_get_num_threads", None), getattr(parallel, "_set_num_threads", None)
         if callable(get) and callable(set_):
-            self.get, self.set = get, set_
+            self._get, self.set = get, set_
 
 
 _threads = _NumbaThreads()
