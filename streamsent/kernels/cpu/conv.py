@@ -3,7 +3,7 @@
 A width-w convolution at position t is Σ_o W_o x_{t+o} + b. Each W_o x is a per-token product, so the kernel
 reads it from `proj` (columns [base_k + o·maps, base_k + (o+1)·maps) for width k, offset o) and only adds.
 Each token's row is read once, contiguously, and added into the positions it contributes to (t = p − o),
-so the vocabulary-sized table is streamed, not gathered piecemeal.
+so the vocabulary-sized table is streamed, not gathered piecemeal; the rows are prefetched a few tokens ahead.
 A sequence shorter than w is right-padded with zero vectors to w: exactly one window, missing terms are 0.
 An empty sequence pools to the zero vector (ReLU outputs are >= 0, so 0 is also the max's identity here).
 """
@@ -12,6 +12,14 @@ import numpy as np
 from numba import njit, prange
 
 from . import FASTMATH
+from .memory import prefetch_head
+
+# Rows are fetched AHEAD tokens early, their first HEAD_LINES cache lines (512 B of a 4.8 KB row) by software
+# prefetch, the rest by the hardware's stream prefetcher. Kernel alone, one thread, 8 × 192 tokens, uniform ids
+# from 20k rows: 196–204 → 177–179 µs a document; rows all in cache: 126–128 → 127–129 µs. Prefetching whole
+# rows gained less and cost 4 % when the rows were in cache (75 prefetches a token).
+AHEAD = 4
+HEAD_LINES = 8
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
@@ -28,6 +36,8 @@ def cnn_max_over_time(proj, rows, starts, lengths, widths, bias, maps, out):
             for t in range(L):
                 conv[t] = bias
             for p in range(L):
+                if p + AHEAD < L:
+                    prefetch_head(proj, rows[p0 + p + AHEAD], HEAD_LINES)
                 r = proj[rows[p0 + p]]
                 base = 0
                 for k in range(nw):
