@@ -67,7 +67,7 @@ class DocBatch:
         over: sentence index[k] is tokens starts[k] .. + lengths[k]; document d holds doc_ranges[d] ..
         doc_ranges[d+1] of them (empty sentences change no state, so backends skip them)."""
         so = self.sent_offsets
-        lengths = np.diff(so)
+        lengths = self.sentence_lengths()
         nonempty = lengths > 0
         index = np.flatnonzero(nonempty)
         cum = np.zeros(len(so), np.int64)

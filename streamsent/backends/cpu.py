@@ -403,17 +403,14 @@ class CpuBackend:
         word_att = np.zeros(batch.n_tokens, F32) if cfg.word_encoder.pooling == "attention" else None
         sent_att = None
         new_state = None
-        if cfg.composition == "flat":
+        if cfg.composition in ("flat", "paragraph"):
             tok = batch.doc_token_offsets()
+            bwd = batch.nonempty_sentences()[1:] if cfg.composition == "paragraph" else None
             laps.lap("prepare")
-            docvec, _ = self._encode(self.word, tokens, tok[:-1], np.diff(tok), None, state, word_att, None, laps,
-                                     "word")
-        elif cfg.composition == "paragraph":
-            tok = batch.doc_token_offsets()
-            _, starts, lengths, doc_ne = batch.nonempty_sentences()
-            laps.lap("prepare")
-            docvec, new_state = self._encode(self.word, tokens, tok[:-1], np.diff(tok), (starts, lengths, doc_ne),
-                                             state, word_att, None, laps, "word")
+            docvec, new_state = self._encode(self.word, tokens, tok[:-1], np.diff(tok), bwd, state, word_att, None,
+                                             laps, "word")
+            if cfg.composition == "flat":
+                new_state = None
         else:
             ne, starts, lengths, doc_ne = batch.nonempty_sentences()
             laps.lap("prepare")
