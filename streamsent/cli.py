@@ -152,7 +152,9 @@ def _produce(args: argparse.Namespace) -> int:
     from .runtime.run import replay_into, sample_file
 
     configure_logging("text" if sys.stderr.isatty() else "json")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    # kafka-python logs every failed connection attempt at ERROR; replay_into reports what failed (no broker, refused
+    # lines) as one ReplayError, which main() prints as one line
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     path = sample_file(args.file)
     passes = 0
     while args.repeat == 0 or passes < args.repeat:

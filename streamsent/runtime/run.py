@@ -7,11 +7,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StreamsentError
 from ..models.model import load_model
 from .config import (
     SAMPLES_DIR,
@@ -21,11 +22,12 @@ from .config import (
     KafkaSourceConfig,
     PipelineConfig,
 )
+from .jsonlines import iter_lines
 from .metrics import Metrics
 from .pipeline import Pipeline, PipelineStats
 from .records import DocFields
 
-__all__ = ["check_state_model", "replay_into", "run_pipeline", "sample_file"]
+__all__ = ["ReplayError", "check_state_model", "replay_into", "replay_message", "run_pipeline", "sample_file"]
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -48,44 +50,86 @@ def sample_file(name_or_path: str) -> Path:
     raise ConfigError(f"{name_or_path!r} is neither a file nor a bundled sample (bundled: {', '.join(known)})")
 
 
+REPLAY_BOOTSTRAP_TIMEOUT_S = 5.0  # a broker that does not answer within this is not there
+
+
+class ReplayError(StreamsentError):
+    """A JSON-lines file could not be produced into its topic: no broker, or messages the broker did not take."""
+
+
+def replay_message(line: bytes, id_suffix: str = "") -> tuple[bytes, bytes | None]:
+    """(value, key) to produce for one JSON-lines line.
+
+    A JSON object is keyed by its `key` field (a conversation; moved from the value to the message key) or else by
+    its `doc_id` (a string or an integer); `id_suffix` is appended to both. Anything else (invalid UTF-8 or JSON,
+    an array, a bare string or number, JSON nested too deep to parse) is sent as it is, with no key: the
+    pipeline dead-letters it with its reason, so a replay shows what a real producer could send."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return line, None
+    if not isinstance(obj, dict):
+        return line, None
+    conversation = obj.pop("key", None)
+    doc_id = obj.get("doc_id")
+    has_id = isinstance(doc_id, str | int) and not isinstance(doc_id, bool) and doc_id != ""
+    key = str(conversation) if conversation is not None else str(doc_id) if has_id else None
+    if id_suffix:
+        if has_id:
+            obj["doc_id"] = f"{doc_id}{id_suffix}"
+        if key is not None:
+            key += id_suffix
+    if (id_suffix and (has_id or key is not None)) or conversation is not None:
+        line = json.dumps(obj, ensure_ascii=False).encode()
+    return line, None if not key else key.encode()
+
+
 def replay_into(bootstrap: str, topic: str, path: Path, rate: float, stop: threading.Event,
                 id_suffix: str = "") -> int:
-    """Produce a JSON-lines file into a topic, one message a line, at `rate` lines/s (0 = as fast as possible).
+    """Produce a JSON-lines file into a topic, one message a non-blank line (`replay_message`), at `rate` lines/s
+    (0 = as fast as possible); returns the number of messages sent (all acknowledged: flush() waits for them).
 
-    Messages are keyed by the line's `key` (a conversation; moved from the value to the message key) or else by its
-    doc_id; `id_suffix` is appended to every doc_id and key (a later pass over the same file)."""
+    A UTF-8 BOM at the start of the file and CRLF line endings are dropped as the JSON-lines source drops them. A
+    broker that does not answer within REPLAY_BOOTSTRAP_TIMEOUT_S, or messages it refuses, raise ReplayError
+    (naming the address, or the first refused line) after every other line was sent."""
     from kafka import KafkaProducer
+    from kafka.errors import KafkaError
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
-    n = 0
+    try:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5,
+                                 bootstrap_timeout_ms=int(REPLAY_BOOTSTRAP_TIMEOUT_S * 1000),
+                                 max_block_ms=int(2 * REPLAY_BOOTSTRAP_TIMEOUT_S * 1000))
+    except KafkaError as exc:
+        raise ReplayError(f"no Kafka broker answered at {bootstrap} within {REPLAY_BOOTSTRAP_TIMEOUT_S:g} s "
+                          f"({type(exc).__name__})") from None
+    sent = 0
+    failed: list[str] = []  # "line N: why", in the order the failures were seen
+
+    def refused(number: int) -> Callable[[BaseException], None]:
+        return lambda exc: failed.append(f"line {number}: {exc}")
+
     try:
         with open(path, "rb") as f:
-            for line in f:
+            for number, line in iter_lines(f):
                 if stop.is_set():
                     break
-                line = line.rstrip(b"\n")
-                if not line:
-                    continue
+                value, key = replay_message(line, id_suffix)
                 try:
-                    obj = json.loads(line)
-                    conversation = obj.pop("key", None)
-                    key = str(obj.get("doc_id", "") if conversation is None else conversation).encode() or None
-                    if id_suffix and key is not None:
-                        obj["doc_id"] = f"{obj['doc_id']}{id_suffix}"
-                        key = (key.decode() + id_suffix).encode()
-                    if id_suffix or conversation is not None:
-                        line = json.dumps(obj, ensure_ascii=False).encode()
-                except (ValueError, AttributeError):
-                    key = None  # sent as it is: the pipeline dead-letters it
-                producer.send(topic, value=line, key=key)
-                n += 1
+                    producer.send(topic, value=value, key=key).add_errback(refused(number))
+                except KafkaError as exc:  # too large, or no metadata within max_block_ms
+                    failed.append(f"line {number}: {exc}")
+                else:
+                    sent += 1
                 if rate > 0:
                     stop.wait(1.0 / rate)
         producer.flush()
     finally:
         producer.close()
-    log.info("replayed %d documents from %s into %s", n, path, topic)
-    return n
+    if failed:
+        raise ReplayError(f"{len(failed)} line(s) of {path} were not accepted by {bootstrap} (topic {topic}); "
+                          f"first: {failed[0]}")
+    log.info("replayed %d documents from %s into %s", sent, path, topic)
+    return sent
 
 
 def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
@@ -98,8 +142,7 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
 
     with ExitStack() as stack:
         bootstrap = None
-        stop_replay = threading.Event()
-        stack.callback(stop_replay.set)
+        replay: _Replay | None = None
         if cfg.embedded is not None:
             from .broker import EmbeddedBroker
 
@@ -113,11 +156,10 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
                 topics[cfg.dead_letter.topic] = 1
             broker.create_topics(topics)
             log.info("topics %s created on the embedded broker", topics)
-            replay = emb.replay_file()
-            if replay is not None:
-                t = threading.Thread(target=replay_into, args=(bootstrap, emb.topic, replay, emb.replay_rate,
-                                                               stop_replay), name="streamsent-replay", daemon=True)
-                t.start()
+            replay_path = emb.replay_file()
+            if replay_path is not None:
+                replay = _Replay(bootstrap, emb.topic, replay_path, emb.replay_rate)
+                stack.callback(replay.stop.set)
         # Idle OpenMP workers spin by default; in a pipeline the cores are also busy with Kafka I/O and JSON, and
         # spinning Numba threads made the model 3-12x slower there (bench/pipeline.py). Must precede the first
         # parallel kernel of the process; an explicit OMP_WAIT_POLICY wins.
@@ -157,11 +199,52 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
             stack.enter_context(Dashboard(metrics, console=dashboard))
         if install_signal_handlers:
             pipeline.install_signal_handlers()
+        if replay is not None:
+            replay.on_failure(pipeline.stop)
         t0 = time.time()
         stats = pipeline.run(stop_after_idle_s=stop_after_idle_s)
+        if replay is not None:
+            replay.raise_if_failed()  # after the drain: what was scored is written and committed
         log.info("stopped after %.1f s: %d records, %d scored, dead letters %s, %d commits", time.time() - t0,
                  stats.records, stats.docs_scored, stats.dead_letters or "none", stats.commits)
         return stats
+
+
+class _Replay:
+    """The `[embedded] replay` thread. It must not die unseen: a failure is logged at once, stops the pipeline
+    (which drains and commits what it has), and `run_pipeline` then raises it, so the run exits 2."""
+
+    def __init__(self, bootstrap: str, topic: str, path: Path, rate: float) -> None:
+        self.stop = threading.Event()
+        self._args = (bootstrap, topic, path, rate, self.stop)
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._on_failure: Callable[[], None] | None = None
+        self._thread = threading.Thread(target=self._run, name="streamsent-replay", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            replay_into(*self._args)
+        except Exception as exc:  # any failure must reach the run, not vanish with the thread
+            log.error("replay of %s into topic %s failed: %s; stopping the run", self._args[2], self._args[1], exc)
+            with self._lock:
+                self._error, callback = exc, self._on_failure
+            if callback is not None:
+                callback()
+
+    def on_failure(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the replay fails (at once if it has already)."""
+        with self._lock:
+            self._on_failure, failed = callback, self._error is not None
+        if failed:
+            callback()
+
+    def raise_if_failed(self) -> None:
+        if self._error is not None:
+            path, topic = self._args[2], self._args[1]
+            raise ReplayError(f"the replay of {path} into topic {topic} failed, so the run stopped: "
+                              f"{self._error}") from self._error
 
 
 def _live_state(cfg: PipelineConfig, model: Model, bootstrap: str | None) -> LiveState | None:
