@@ -25,3 +25,7 @@ class DeviceError(StreamsentError, RuntimeError):
 
 class StateError(StreamsentError, ValueError):
     """Carried state that does not fit the model or the batch it is used with."""
+
+
+class PipelineError(StreamsentError, RuntimeError):
+    """The streaming pipeline stopped on a failure it cannot ride out (its cause is chained and logged)."""

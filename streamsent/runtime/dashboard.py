@@ -170,6 +170,10 @@ def render(s: MetricsSnapshot) -> RenderableType:
     header = Text.assemble(("streamsent", "bold cyan"), "  ", (f"{s.model_name} {s.model_version}", "bold"),
                            f" on {s.device}", "   up ", _duration(s.uptime_s), "   ",
                            (f"{s.docs_total:,}", "bold"), " documents")
+    if s.write_error is not None:  # an outage: say so above everything else, it holds the commits back
+        header.append(Text.assemble("\n", ("sinks failing", "bold white on red"),
+                                    f" ({s.write_retries:,} retries; nothing committed until they recover): ",
+                                    (s.write_error[:200], "red")))
     return Group(header, _row(_throughput(s), _latency(s), _batches(s)),
                  _row(_lag(s), _labels(s), _dead_letters(s)), _latest(s))
 

@@ -86,6 +86,8 @@ class MetricsSnapshot:
     dead_letters: Mapping[str, int] = field(default_factory=dict)  # by reason
     label_counts: Mapping[str, int] = field(default_factory=dict)
     lag: Mapping[tuple[str, int], int] = field(default_factory=dict)  # per (topic, partition); empty for files
+    write_retries: int = 0  # failed attempts to write a batch to the sinks (an outage: retried, nothing committed)
+    write_error: str | None = None  # the last failure, while the sinks are failing (None once a batch gets through)
     latest: tuple[LatestDoc, ...] = ()  # newest first
     batch_seconds: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS, (0,) * 14))
     end_to_end_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS, (0,) * 14))
@@ -133,6 +135,8 @@ class Metrics:
         self._batch_sum = 0.0
         self._lag: dict[tuple[str, int], int] = {}
         self._latest: deque[_Latest] = deque(maxlen=latest)
+        self._write_retries = 0
+        self._write_error: str | None = None
 
     @classmethod
     def for_model(cls, model: Any, **kwargs: Any) -> Metrics:
@@ -147,6 +151,12 @@ class Metrics:
         return self.tokenizer is not None and self._latest.maxlen != 0
 
     # -- writers -----------------------------------------------------------------------------------------------
+    def record_write_retry(self, error: str) -> None:
+        """The sinks could not take a batch (it will be retried): counted, and shown until a batch gets through."""
+        with self._lock:
+            self._write_retries += 1
+            self._write_error = error
+
     def record_batch(self, batch: Any, rows: pa.Table | None, seconds: float) -> None:
         """A batch was durably written: `batch` a MicroBatch, `rows` its scored rows (may carry attention
         columns), `seconds` the time it took to score and write it."""
@@ -166,8 +176,9 @@ class Metrics:
         with self._lock:
             self._batches += 1
             self._tokens += batch.tokens
-            self._docs["scored"] += n_rows
+            self._docs["scored"] += n_rows - dead.get("sink_rejected", 0)  # scored, but a sink could not take them
             self._docs["dead_lettered"] += len(batch.letters)
+            self._write_error = None  # the sinks took this batch
             for k, v in dead.items():
                 self._dead[k] = self._dead.get(k, 0) + v
             for k, v in labels.items():
@@ -176,7 +187,8 @@ class Metrics:
             self._e2e_sum += float(e2e.sum())
             self._batch_h[batch_bin] += 1
             self._batch_sum += seconds
-            self._recent.append((now, n_rows + len(batch.letters), batch.tokens, seconds, e2e))
+            self._recent.append((now, n_rows + len(batch.letters) - dead.get("sink_rejected", 0), batch.tokens,
+                                 seconds, e2e))
             horizon = now - max(self.window_s, self.history_s + 1)
             while self._recent and self._recent[0][0] < horizon:
                 self._recent.popleft()
@@ -218,6 +230,7 @@ class Metrics:
             e2e, e2e_sum = tuple(self._e2e.tolist()), self._e2e_sum
             bh, bsum = tuple(self._batch_h.tolist()), self._batch_sum
             last = list(self._latest) if latest else []
+            retries, write_error = self._write_retries, self._write_error
         uptime = max(now - self._started, 1e-9)
         span = min(self.window_s, uptime)
         window = [r for r in recent if r[0] >= now - self.window_s]
@@ -235,7 +248,8 @@ class Metrics:
             batch_seconds_p50=float(np.median([r[3] for r in window])) if window else None,
             batches=batches, tokens=tokens,
             docs=MappingProxyType(docs), dead_letters=MappingProxyType(dead), label_counts=MappingProxyType(labels),
-            lag=MappingProxyType(lag), latest=tuple(self._resolve(x) for x in reversed(last)),
+            lag=MappingProxyType(lag), write_retries=retries, write_error=write_error,
+            latest=tuple(self._resolve(x) for x in reversed(last)),
             batch_seconds=Histogram(BATCH_BUCKETS, bh, bsum),
             end_to_end_seconds=Histogram(LATENCY_BUCKETS, e2e, e2e_sum),
         )

@@ -31,12 +31,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import StreamsentError
+from ..errors import PipelineError, StreamsentError
 from ..models.model import Model
 from .batcher import MicroBatch, MicroBatcher
 from .metrics import Metrics
-from .records import SCORED_COLUMNS, DocFields, decode_record
+from .records import SCORED_COLUMNS, DeadLetter, DocFields, Record, decode_record
 from .scoring import score_docs
+from .sinks.base import RowsRejected, SinkError
 from .sources.base import CommitError
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class PipelineStats:
     batches: int = 0
     commits: int = 0
     write_retries: int = 0
+    rows_rejected: int = 0  # scored rows a sink could never take (dead-lettered as sink_rejected)
     state_failures: int = 0  # changelog writes that failed (the commit waited for them)
     last_batch_ms: float = 0.0
     started: float = field(default_factory=time.time)
@@ -283,7 +285,7 @@ class Pipeline:
                 if changes is not None:
                     self._send_state(batch, changes)
                 self.stats.batches += 1
-                self.stats.docs_scored += 0 if rows is None else rows.num_rows
+                self.stats.docs_scored += (0 if rows is None else rows.num_rows) - self._last_rejected
                 for letter in batch.letters:
                     self.stats.dead_letters[letter.reason] = self.stats.dead_letters.get(letter.reason, 0) + 1
                 if self.metrics is not None:
@@ -295,26 +297,60 @@ class Pipeline:
             self._fail(exc)
 
     def _write_durably(self, batch: MicroBatch, rows) -> None:
-        """Write to every sink and flush; on failure retry with back-off (nothing is committed meanwhile)."""
+        """Write to every sink and flush; on a sink outage retry with back-off (nothing is committed meanwhile).
+
+        A row a sink can never take (`RowsRejected`, or any other error that the row alone reproduces) is not an
+        outage: it is dead-lettered as `sink_rejected` and the batch goes on, so one odd row cannot wedge the
+        pipeline in a retry loop. The rejections are worked out again on each attempt (no letter twice)."""
         delay = 0.2
+        letters = batch.letters
+        self._last_rejected = 0
         while True:
             try:
+                rejected: list[DeadLetter] = []
                 if rows is not None and rows.num_rows:
                     for sink in self.sinks:
-                        sink.write(_with_text(rows, batch) if getattr(sink, "wants_text", False) else rows)
-                if batch.letters:
-                    self.dead_letter.write(batch.letters)
+                        given = _with_text(rows, batch) if getattr(sink, "wants_text", False) else rows
+                        rejected += self._write_rows(sink, given, batch)
+                if letters or rejected:
+                    self.dead_letter.write(letters + rejected)
                 for sink in self.sinks:
                     sink.flush()
                 self.dead_letter.flush()
+                batch.letters = letters + rejected
+                self.stats.rows_rejected += len(rejected)
+                self._last_rejected = len(rejected)
                 return
             except Exception as exc:  # noqa: BLE001 - a sink outage: retry until it comes back or we stop
                 if self._stop.is_set() and delay > 5:
                     raise
                 self.stats.write_retries += 1
+                if self.metrics is not None:
+                    self.metrics.record_write_retry(str(exc))
                 log.warning("writing batch %d failed (%s); retrying in %.1f s", batch.seq, exc, delay)
-                time.sleep(delay)
+                self._stop.wait(delay)  # a stop wakes it: the retries then end soon (above)
                 delay = min(delay * 2, 10.0)
+
+    def _write_rows(self, sink, rows, batch: MicroBatch) -> list[DeadLetter]:
+        """`sink.write(rows)`; the rows it can never take come back as dead letters. A sink outage (`SinkError`)
+        propagates. Any other error is blamed on rows by halving: a half that writes is taken, a single row
+        that fails alone is the culprit (a sink that took part of a failed write may then hold a row twice:
+        at-least-once)."""
+        try:
+            sink.write(rows)
+            return []
+        except RowsRejected as exc:
+            return [_rejected(batch, rows, i, f"{exc.sink}: {why}") for i, why in sorted(exc.rejected.items())]
+        except SinkError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - not an outage: find the rows it belongs to
+            if rows.num_rows <= 1:
+                return [_rejected(batch, rows, 0, f"{type(sink).__name__}: {type(exc).__name__}: {exc}")]
+            log.warning("%s could not take %d rows (%r); finding the rows at fault", type(sink).__name__,
+                        rows.num_rows, exc)
+            half = rows.num_rows // 2
+            first = self._write_rows(sink, rows.slice(0, half), batch)
+            return first + self._write_rows(sink, rows.slice(half), batch)
 
     def _send_state(self, batch: MicroBatch, changes) -> None:
         """Queue a written batch's state changes for the changelog; retried like a sink (the commit waits)."""
@@ -337,11 +373,12 @@ class Pipeline:
     def _fail(self, exc: BaseException) -> None:
         if self._failed is None:
             self._failed = exc
+            log.error("pipeline stopping: %s", exc, exc_info=exc)  # the traceback, for the log only
         self._stop.set()
 
     def _raise_if_failed(self) -> None:
         if self._failed is not None:
-            raise RuntimeError(f"pipeline stopped: {self._failed}") from self._failed
+            raise PipelineError(f"pipeline stopped: {self._failed}") from self._failed
 
     def _shutdown_threads(self) -> None:
         deadline = time.monotonic() + 30
@@ -404,6 +441,20 @@ def _concurrent_launches_ok(model: Model) -> bool:
     if _threading_layer() == "unknown":
         model.predict(["warm up the threading layer"])  # the layer is chosen at the first parallel kernel
     return _threading_layer() in ("omp", "tbb")
+
+
+def _rejected(batch: MicroBatch, rows, i: int, detail: str) -> DeadLetter:
+    """The dead letter for row i of a written table: the record of the document it was scored from, found by its
+    coordinates (a row whose document is not found, which would be a bug, keeps the row itself as the payload)."""
+    row = rows.slice(i, 1).to_pylist()[0]
+    coords = (row.get("topic"), row.get("partition"), row.get("offset"), row.get("file"), row.get("row"))
+    for d in batch.docs:
+        r = d.record
+        if (r.topic, r.partition, r.offset, r.file, r.row) == coords and d.doc_id == row.get("doc_id"):
+            return DeadLetter(r, "sink_rejected", detail)
+    return DeadLetter(Record(None, parsed={k: v for k, v in row.items() if k != "probs"}, topic=row.get("topic"),
+                             partition=row.get("partition"), offset=row.get("offset"), file=row.get("file"),
+                             row=row.get("row")), "sink_rejected", detail)
 
 
 def _with_text(rows, batch: MicroBatch):

@@ -9,6 +9,8 @@ recorder already keeps the counters and histogram buckets, and a scrape only rea
     streamsent_tokens_total                                    counter (tokens as the batcher counts them)
     streamsent_labels_total{label}                             counter
     streamsent_dead_letters_total{reason}                      counter
+    streamsent_write_retries_total                             counter
+    streamsent_sinks_failing                                   gauge
     streamsent_batch_seconds                                   histogram (score + write time of a batch)
     streamsent_end_to_end_seconds                              histogram (produced or polled -> written)
     streamsent_consumer_lag{topic,partition}                   gauge
@@ -62,6 +64,10 @@ def collect(s: MetricsSnapshot) -> Iterator[Metric]:
     for reason, n in sorted(s.dead_letters.items()):
         dead.add_metric([reason], n)
     yield dead
+    yield CounterMetricFamily("streamsent_write_retries", "Failed attempts to write a batch to the sinks (retried "
+                              "with back-off; nothing is committed meanwhile)", value=s.write_retries)
+    yield GaugeMetricFamily("streamsent_sinks_failing", "1 while the sinks refuse writes (since the last "
+                            "batch that got through), else 0", value=int(s.write_error is not None))
     yield _histogram("streamsent_batch_seconds", "Time to score a micro-batch and write it to every sink",
                      s.batch_seconds)
     yield _histogram("streamsent_end_to_end_seconds",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -18,10 +20,14 @@ import pyarrow as pa
 
 __all__ = ["Record", "Doc", "DeadLetter", "DocFields", "decode_record", "SCORED_COLUMNS", "REASONS"]
 
+MAX_DEPTH = 64  # nesting of arrays/objects a message may have; deeper ones are dead-lettered (`too_deep`)
+
 # Dead-letter reasons (a stable, machine-readable code; `detail` carries the human sentence)
 REASONS = {
     "invalid_utf8": "the message is not valid UTF-8",
     "invalid_json": "the message is not valid JSON",
+    "invalid_unicode": "a string holds a lone surrogate escape (\\ud800-\\udfff), which is no character",
+    "too_deep": f"arrays and objects nest deeper than {MAX_DEPTH} levels",
     "not_an_object": "the message is JSON but not an object",
     "missing_doc_id": "the document id is missing or empty",
     "wrong_type": "a field has the wrong type",
@@ -32,6 +38,7 @@ REASONS = {
     "token_out_of_range": "a token id is outside the model's vocabulary",
     "undecodable": "the source could not read the message (e.g. an unknown compression)",
     "scoring_failed": "the model could not score the document",
+    "sink_rejected": "a sink could not take the scored row (e.g. its message is over the topic's size limit)",
 }
 
 # The columns every scored batch has, in this order (sinks may rely on them); `extra` is a JSON object of the
@@ -110,6 +117,14 @@ class DeadLetter:
                 "dead_lettered_at": self.at, "payload": payload, "payload_encoding": encoding,
                 "payload_truncated": truncated}
 
+    def to_json(self, max_payload_bytes: int, envelope: dict[str, Any] | None = None) -> bytes:
+        """The envelope as one line of strict JSON, whatever the letter holds: a dead letter must always be
+        writable, or the record it stands for would stall its partition. A string with no UTF-8 form (a lone
+        surrogate in a detail or key) is written as its \\u escape, which is valid JSON."""
+        env = self.envelope(max_payload_bytes) if envelope is None else envelope
+        text = json.dumps(env, ensure_ascii=False, separators=(",", ":"), default=str)
+        return text.encode("utf-8", "backslashreplace")
+
 
 def _bad(record: Record, reason: str, detail: str) -> DeadLetter:
     return DeadLetter(record, reason, detail)
@@ -140,7 +155,7 @@ def decode_record(record: Record, fields: DocFields = DocFields(), max_bytes: in
             len(record.value) <= max_bytes:
         try:
             m = plain.decode(record.value)
-        except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError is a DecodeError
             m = None
         if m is not None and m.doc_id != "" and (m.text is None) != (m.tokens is None) and (
                 m.text is None or m.text.strip()):
@@ -153,6 +168,7 @@ def _decode_full(record: Record, fields: DocFields, max_bytes: int) -> Doc | Dea
     """The full path: every check, in Python, with the reason for each refusal; extra fields kept."""
     if record.error is not None:
         return _bad(record, "undecodable", record.error)
+    escapes = False  # only a JSON \\u escape can put a lone surrogate into a str (Arrow strings are valid UTF-8)
     if record.parsed is not None:
         obj: Any = record.parsed
     else:
@@ -163,18 +179,28 @@ def _decode_full(record: Record, fields: DocFields, max_bytes: int) -> Doc | Dea
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             return _bad(record, "invalid_utf8", f"byte {exc.start}: {exc.reason}")
+        if text.startswith("\ufeff"):  # a byte order mark: RFC 8259 lets a parser ignore it, and editors add it
+            text = text[1:]
+        if not text.strip():
+            return _bad(record, "invalid_json", "the message is empty")
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             return _bad(record, "invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+        except RecursionError:
+            return _bad(record, "too_deep", f"arrays or objects nest too deep to parse (a message may nest "
+                                            f"{MAX_DEPTH} levels)")
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits (CPython's int conversion limit)
+            return _bad(record, "invalid_json", str(exc))
+        escapes = "\\u" in text
     if not isinstance(obj, dict):
-        return _bad(record, "not_an_object", f"got a JSON {type(obj).__name__}")
+        return _bad(record, "not_an_object", f"got a JSON {_json_type(obj)}")
     doc_id = obj.get(fields.doc_id)
     if isinstance(doc_id, bool) or not isinstance(doc_id, str | int) or doc_id == "" or doc_id is None:
         if doc_id is None or doc_id == "":
             return _bad(record, "missing_doc_id", f"'{fields.doc_id}' is missing or empty")
         return _bad(record, "wrong_type", f"'{fields.doc_id}' must be a string or an integer, got "
-                                          f"{type(doc_id).__name__}")
+                                          f"{_json_type(doc_id)}")
     text, tokens = obj.get(fields.text), obj.get(fields.tokens)
     if text is not None and tokens is not None:
         return _bad(record, "ambiguous_content", f"both '{fields.text}' and '{fields.tokens}' are given")
@@ -182,7 +208,7 @@ def _decode_full(record: Record, fields: DocFields, max_bytes: int) -> Doc | Dea
         return _bad(record, "missing_content", f"neither '{fields.text}' nor '{fields.tokens}' is given")
     if text is not None:
         if not isinstance(text, str):
-            return _bad(record, "wrong_type", f"'{fields.text}' must be a string, got {type(text).__name__}")
+            return _bad(record, "wrong_type", f"'{fields.text}' must be a string, got {_json_type(text)}")
         if not text.strip():
             return _bad(record, "empty_text", f"'{fields.text}' is empty or only whitespace")
     else:
@@ -200,7 +226,53 @@ def _decode_full(record: Record, fields: DocFields, max_bytes: int) -> Doc | Dea
         key = None if k is None else str(k)
     skip = {fields.doc_id, fields.text, fields.tokens} | ({fields.key} if from_file else set())
     extra = {k: v for k, v in obj.items() if k not in skip}
+    if escapes:
+        for name, value in ((fields.doc_id, doc_id), (fields.text, text), (fields.key, key)):
+            if isinstance(value, str) and _SURROGATE.search(value):
+                return _bad(record, "invalid_unicode", f"'{name}' holds a lone surrogate escape "
+                                                       f"(\\u{ord(_SURROGATE.search(value)[0]):04x})")
+    if extra:
+        refusal = _writable(extra, escapes)
+        if refusal is not None:
+            return _bad(record, *refusal)
     return Doc(str(doc_id), key, text, tokens, extra, record)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for messages ("got a JSON array", not "got a list")."""
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null", int: "number",
+            float: "number"}.get(type(value), type(value).__name__)
+
+
+def _writable(extra: dict[str, Any], escapes: bool) -> tuple[str, str] | None:
+    """Make the pass-through fields writable as strict JSON by every sink, in place, or say why they cannot be.
+
+    A non-finite float (`NaN`, `Infinity`, `1e999`: Python's json reads them, strict JSON has no such value) is
+    replaced by None, so it is written as null everywhere. Nesting deeper than MAX_DEPTH (the message's top level
+    is 1) is refused as `too_deep`: encoders recurse, so a 100,000-deep value would crash a sink later. With
+    `escapes`, a string (or key) holding a lone surrogate is refused as `invalid_unicode`: it has no UTF-8 form.
+    Iterative, so the walk itself cannot overflow the stack."""
+    stack: list[tuple[Any, int]] = [(extra, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return "too_deep", f"a pass-through field nests deeper than {MAX_DEPTH} levels"
+        pairs = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in pairs:
+            if escapes and isinstance(k, str) and _SURROGATE.search(k):
+                return "invalid_unicode", f"the field name {k.encode('utf-8', 'backslashreplace').decode()!r} " \
+                                          "holds a lone surrogate escape"
+            if isinstance(v, float):
+                if not math.isfinite(v):
+                    node[k] = None  # same size: allowed while iterating
+            elif isinstance(v, dict | list):
+                stack.append((v, depth + 1))
+            elif escapes and isinstance(v, str) and _SURROGATE.search(v):
+                return "invalid_unicode", f"the field {k!r} holds a lone surrogate escape"
+    return None
 
 
 SCORED_SCHEMA = pa.schema([

@@ -11,6 +11,10 @@ which rides out a broker restart) or does not commit and replays from the commit
 never do is move on to the next batch and commit: that would commit the forgotten rows. Rows that arrived twice
 are fine: outputs carry doc_id so downstream can de-duplicate.
 
+A row the sink cannot take at all (one it cannot encode, a message over the topic's size limit) is not an outage:
+retrying would fail the same way forever. `write` then takes every other row and raises `RowsRejected` naming the
+rejected ones; the pipeline dead-letters them (`sink_rejected`) and goes on.
+
 Sinks are used from one thread (the pipeline's output stage); they are not thread-safe.
 """
 
@@ -25,11 +29,22 @@ import pyarrow as pa
 from ...errors import StreamsentError
 from ..records import SCORED_COLUMNS, DeadLetter
 
-__all__ = ["DeadLetterSink", "Sink", "SinkError", "require_scored_columns", "sync_directory"]
+__all__ = ["DeadLetterSink", "RowsRejected", "Sink", "SinkError", "require_scored_columns", "sync_directory"]
 
 
 class SinkError(StreamsentError, RuntimeError):
     """A sink could not make its rows durable (or was used after close); offsets must not be committed."""
+
+
+class RowsRejected(StreamsentError):
+    """Some rows can never be taken by this sink (a deterministic, per-row failure); every other row was taken.
+
+    `rejected` maps a row's index in the table given to `write` to why."""
+
+    def __init__(self, sink: str, rejected: dict[int, str]) -> None:
+        first = next(iter(rejected.items()))
+        super().__init__(f"{sink}: {len(rejected)} row(s) rejected; row {first[0]}: {first[1]}")
+        self.sink, self.rejected = sink, rejected
 
 
 @runtime_checkable

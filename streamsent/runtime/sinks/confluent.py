@@ -21,6 +21,9 @@ from .base import Guard, SinkError
 
 __all__ = ["ConfluentDelivery"]
 
+# produce() errors that belong to the message, not to the broker: sending it again fails the same way
+_NEVER_SENDABLE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD, KafkaError._INVALID_ARG})
+
 log = logging.getLogger(__name__)
 
 
@@ -45,30 +48,36 @@ class ConfluentDelivery:
             self._failed.append(err)
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self.guard.check()
-        if len(value) + len(key or b"") > self.max_request_size:
-            raise self.guard.error("send failed", SinkError(
-                f"a {len(value)}-byte message is over message.max.bytes = {self.max_request_size}"))
-        while True:
-            try:
-                self._producer.produce(topic, value, key)
-                return
-            except BufferError:  # librdkafka's queue is full: let it drain (serves delivery reports too)
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                raise self.guard.error("send failed", exc) from exc
+        """Queue one message; raises `SinkError` on an outage and when the message can never be sent."""
+        rejected = self.send_many(topic, [key], [value])
+        if rejected:
+            raise self.guard.error("send failed", SinkError(rejected[0]))
 
-    def send_many(self, topic: str, keys: list[bytes | None], values: list[bytes]) -> None:
-        """`send` for each (key, value), without the per-call checks: the sink's hot loop."""
+    def send_many(self, topic: str, keys: list[bytes | None], values: list[bytes | None]) -> dict[int, str]:
+        """Queue each (key, value) (None values are skipped); returns the messages that can never be sent
+        (index -> why: over `message.max.bytes`), having queued the others. The sink's hot loop."""
         self.guard.check()
         produce, limit = self._producer.produce, self.max_request_size
-        for key, value in zip(keys, values, strict=True):
+        rejected: dict[int, str] = {}
+        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+            if value is None:
+                continue
             if len(value) + len(key or b"") > limit:
-                self.send(topic, key, value)  # raises the clear error
-            try:
-                produce(topic, value, key)
-            except BufferError:
-                self.send(topic, key, value)  # waits for room
+                rejected[i] = f"a {len(value):,}-byte message is over message.max.bytes = {limit:,}"
+                continue
+            while True:
+                try:
+                    produce(topic, value, key)
+                    break
+                except BufferError:  # librdkafka's queue is full: let it drain (serves delivery reports too)
+                    self._producer.poll(0.05)
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args else None
+                    if isinstance(err, KafkaError) and err.code() in _NEVER_SENDABLE:
+                        rejected[i] = f"refused by the producer: {err.str()}"
+                        break
+                    raise self.guard.error("send failed", exc) from exc
+        return rejected
 
     def flush(self) -> None:
         self.guard.check()

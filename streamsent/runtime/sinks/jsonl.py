@@ -20,8 +20,8 @@ from typing import IO, Literal
 import pyarrow as pa
 
 from ..records import DeadLetter
-from .base import Guard, require_scored_columns, sync_directory
-from .rows import encode_json, row_objects, text_lines
+from .base import Guard, RowsRejected, require_scored_columns, sync_directory
+from .rows import encode_each, text_lines
 
 __all__ = ["JsonlDeadLetterSink", "JsonlSink", "StdoutSink"]
 
@@ -55,16 +55,17 @@ class _Lines:
                     f.write(b"\n")
         return f
 
-    def write(self, lines: list[str]) -> None:
+    def write(self, lines: list[bytes]) -> None:
+        """Append UTF-8 lines (each already encoded, so one that cannot be is refused before any is written)."""
         if not lines:
             return
-        text = "\n".join(lines) + "\n"
+        data = b"\n".join(lines) + b"\n"
         if self.path is None:
-            getattr(sys, self._stream_name).write(text)
+            getattr(sys, self._stream_name).write(data.decode("utf-8"))
             return
         if self._file is None:
             self._file = self._open()
-        self._file.write(text.encode("utf-8"))
+        self._file.write(data)
 
     def sync(self) -> None:
         if self.path is None:
@@ -99,7 +100,7 @@ class _LineSink:
         self._lines = lines
         self._guard = Guard(name)
 
-    def _append(self, lines: list[str]) -> None:
+    def _append(self, lines: list[bytes]) -> None:
         self._guard.check()
         try:
             self._lines.write(lines)
@@ -128,7 +129,15 @@ class JsonlSink(_LineSink):
 
     def write(self, rows: pa.Table) -> None:
         require_scored_columns(rows, self._guard.name)
-        self._append([encode_json(obj) for obj in row_objects(rows, self.labels)])
+        _append_json(self, rows, self.labels)
+
+
+def _append_json(sink: _LineSink, rows: pa.Table, labels: tuple[str, ...]) -> None:
+    """The rows as JSON lines; rows that cannot be encoded are left out and reported (`RowsRejected`)."""
+    lines, bad = encode_each(rows, labels)
+    sink._append([line for line in lines if line is not None])
+    if bad:
+        raise RowsRejected(sink._guard.name, bad)
 
 
 class StdoutSink(_LineSink):
@@ -144,10 +153,10 @@ class StdoutSink(_LineSink):
 
     def write(self, rows: pa.Table) -> None:
         require_scored_columns(rows, self._guard.name)
-        if self.format == "text":
-            self._append(text_lines(rows, self.labels))
+        if self.format == "text":  # for people: a character with no UTF-8 form is shown as its escape
+            self._append([line.encode("utf-8", "backslashreplace") for line in text_lines(rows, self.labels)])
         else:
-            self._append([encode_json(obj) for obj in row_objects(rows, self.labels)])
+            _append_json(self, rows, self.labels)
 
 
 class JsonlDeadLetterSink(_LineSink):
@@ -158,4 +167,4 @@ class JsonlDeadLetterSink(_LineSink):
         self.max_payload_bytes = max_payload_bytes
 
     def write(self, letters: list[DeadLetter]) -> None:
-        self._append([encode_json(letter.envelope(self.max_payload_bytes)) for letter in letters])
+        self._append([letter.to_json(self.max_payload_bytes) for letter in letters])

@@ -22,12 +22,12 @@ from typing import Any
 
 import pyarrow as pa
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from ..config import KafkaDeadLetterConfig, KafkaSinkConfig
 from ..records import DeadLetter
-from .base import Guard, SinkError, require_scored_columns
-from .rows import encode_json, encode_rows
+from .base import Guard, RowsRejected, SinkError, require_scored_columns
+from .rows import encode_each
 
 __all__ = ["KafkaDeadLetterSink", "KafkaSink"]
 
@@ -78,18 +78,29 @@ class _Delivery:
         self._abandoned = still
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Queue one message; raises `SinkError` on an outage and when the message can never be sent."""
+        rejected = self.send_many(topic, [key], [value])
+        if rejected:
+            raise self.guard.error("send failed", SinkError(rejected[0]))
+
+    def send_many(self, topic: str, keys: list[bytes | None], values: list[bytes | None]) -> dict[int, str]:
+        """Queue each (key, value) (None values are skipped); returns the messages that can never be sent
+        (index -> why: over `max_request_size`), having queued the others."""
         self.guard.check()
         if self._producer is None:
             self._producer = self._connect()
-        try:
-            self._pending.append(self._producer.send(topic, key=key, value=value))
-        except KafkaError as exc:  # no metadata within max_block_ms, a record over max_request_size, ...
-            self._reset()
-            raise self.guard.error("send failed", exc) from exc
-
-    def send_many(self, topic: str, keys: list[bytes | None], values: list[bytes]) -> None:
-        for key, value in zip(keys, values, strict=True):
-            self.send(topic, key, value)
+        rejected: dict[int, str] = {}
+        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+            if value is None:
+                continue
+            try:
+                self._pending.append(self._producer.send(topic, key=key, value=value))
+            except MessageSizeTooLargeError as exc:  # checked before anything is queued: the message's fault
+                rejected[i] = f"refused by the producer: {exc}"
+            except KafkaError as exc:  # no metadata within max_block_ms, ...: an outage
+                self._reset()
+                raise self.guard.error("send failed", exc) from exc
+        return rejected
 
     def flush(self) -> None:
         self.guard.check()
@@ -162,8 +173,11 @@ class KafkaSink:
     def write(self, rows: pa.Table) -> None:
         self._delivery.guard.check()
         require_scored_columns(rows, self._delivery.guard.name)
-        keys = [str(doc_id).encode("utf-8") for doc_id in rows.column("doc_id").to_pylist()]
-        self._delivery.send_many(self.topic, keys, encode_rows(rows, self.labels))
+        keys = [str(doc_id).encode("utf-8", "backslashreplace") for doc_id in rows.column("doc_id").to_pylist()]
+        values, bad = encode_each(rows, self.labels)
+        bad |= self._delivery.send_many(self.topic, keys, values)
+        if bad:
+            raise RowsRejected(self._delivery.guard.name, bad)
 
     def flush(self) -> None:
         self._delivery.flush()
@@ -189,11 +203,11 @@ class KafkaDeadLetterSink:
 
     def _value(self, letter: DeadLetter) -> bytes:
         envelope = letter.envelope(self.max_payload_bytes)
-        value = encode_json(envelope).encode("utf-8")
+        value = letter.to_json(self.max_payload_bytes, envelope)
         if len(value) > self._delivery.max_request_size - _RECORD_OVERHEAD and envelope["payload_encoding"] == "utf-8":
             envelope["payload"] = base64.b64encode(envelope["payload"].encode("utf-8")).decode("ascii")
             envelope["payload_encoding"] = "base64"
-            value = encode_json(envelope).encode("utf-8")
+            value = letter.to_json(self.max_payload_bytes, envelope)
         return value
 
     def write(self, letters: list[DeadLetter]) -> None:

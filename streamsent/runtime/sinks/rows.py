@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from . import json_kernel
 
-__all__ = ["encode_json", "encode_rows", "round_float", "row_objects", "text_lines"]
+__all__ = ["encode_each", "encode_json", "encode_rows", "round_float", "row_objects", "text_lines"]
 
 _COORDINATES = ("topic", "partition", "offset", "file", "row")
 _FIXED = ("doc_id", "key", "label", "score", "probs", "model")
@@ -153,6 +153,27 @@ def encode_rows(rows: pa.Table, labels: Sequence[str] = ()) -> list[bytes]:
     for i in np.flatnonzero(fallback).tolist():
         out[i] = _generic(rows.slice(i, 1), labels)[0]
     return out
+
+
+def encode_each(rows: pa.Table, labels: Sequence[str] = ()) -> tuple[list[bytes | None], dict[int, str]]:
+    """`encode_rows`, but a row that cannot be encoded is None in the list and named in the dict (index -> why)
+    instead of failing the batch: one odd row must not stop the others (the pipeline dead-letters it).
+
+    The batch is tried whole first (the fast path); only a batch that fails is encoded row by row to find the
+    culprits, each with the generic encoder."""
+    try:
+        return list(encode_rows(rows, labels)), {}
+    except Exception:  # noqa: BLE001 - some row is at fault: find which
+        pass
+    out: list[bytes | None] = []
+    bad: dict[int, str] = {}
+    for i in range(rows.num_rows):
+        try:
+            out.append(_generic(rows.slice(i, 1), tuple(labels))[0])
+        except Exception as exc:  # noqa: BLE001 - reported per row
+            out.append(None)
+            bad[i] = f"cannot encode the row as JSON: {type(exc).__name__}: {exc}"
+    return out, bad
 
 
 def _generic(rows: pa.Table, labels: tuple[str, ...]) -> list[bytes]:
