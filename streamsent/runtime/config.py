@@ -402,6 +402,27 @@ class EmbeddedConfig:
 
 # ---------------------------------------------------------------------------------------------------------------
 # The whole pipeline
+@dataclass(frozen=True, kw_only=True)
+class DeliveryConfig:
+    """`[delivery]`: what a record's result may go through on its way out.
+
+    at-least-once: offsets are committed after the sinks flushed; after a crash the records since the last commit
+    are scored and written again (output is keyed by doc_id, so downstream can de-duplicate).
+    exactly-once (Kafka in, Kafka out, confluent client): the scored rows, the dead letters and the consumer
+    offsets of a commit interval go into one Kafka transaction; a read_committed consumer sees each record's
+    result once. A file sink cannot join a Kafka transaction, so the combination is refused.
+    """
+
+    guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    # exactly-once: the producer's transactional.id. Unset: "<group_id>-<host>-<n>", n the lowest number no other
+    # worker of the group on this host holds (a lock file), so a restarted worker takes its predecessor's id and
+    # aborts its open transaction at once, while two workers on one host never fence each other.
+    transactional_id: str | None = None
+    # exactly-once: a transaction left open by a worker that died (and whose id nobody takes over) is aborted by
+    # the broker after this long; until then read_committed consumers wait at its first record
+    transaction_timeout_ms: int = _opt(60_000, ge=1000)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
@@ -414,6 +435,7 @@ class PipelineConfig:
     dead_letter: DeadLetterConfig = field(default_factory=JsonlDeadLetterConfig)
     state: StateConfig = field(default_factory=StateConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     embedded: EmbeddedConfig | None = None  # set when the source reads from bootstrap = "embedded"
     path: Path | None = field(default=None, compare=False)  # the file it came from, for messages
 
@@ -426,7 +448,7 @@ class PipelineConfig:
         for name in ("model", "batch"):
             out[name] = _plain(getattr(self, name), redact)
         out["sink"] = [_plain(s, redact) for s in self.sinks]
-        for name in ("dead_letter", "state", "metrics", "embedded"):
+        for name in ("dead_letter", "state", "metrics", "delivery", "embedded"):
             if getattr(self, name) is not None:
                 out[name] = _plain(getattr(self, name), redact)
         return out
@@ -454,6 +476,7 @@ _SECTIONS: dict[str, dict[str, type]] = {
     "dead_letter": {"jsonl": JsonlDeadLetterConfig, "kafka": KafkaDeadLetterConfig},
     "state": {"": StateConfig},
     "metrics": {"": MetricsConfig},
+    "delivery": {"": DeliveryConfig},
     "embedded": {"": EmbeddedConfig},
 }
 _DEFAULT_TYPE = {"dead_letter": "jsonl"}  # sections whose type may be left out
@@ -626,7 +649,7 @@ class _Loader:
             dlq_raw = {**inherit, **dlq_raw}
         values: dict[str, Any] = {"source": source, "sinks": tuple(sinks), "embedded": embedded, "path": path,
                                   "dead_letter": self.section("dead_letter", dlq_raw, "dead_letter")}
-        for name in ("model", "batch", "state", "metrics"):
+        for name in ("model", "batch", "state", "metrics", "delivery"):
             values[name] = self.section(name, data.get(name, {}), name)
         if isinstance(source, KafkaSourceConfig) and source.embedded and embedded is None:
             values["embedded"] = EmbeddedConfig()
@@ -707,6 +730,7 @@ class _Loader:
         if emb is not None and emb.data_dir is not None and emb.broker == "tansu":
             raise self.bad("embedded.data_dir", str(emb.data_dir), 'no data_dir with broker = "tansu" (memory only)')
         self._check_state(cfg)
+        self._check_delivery(cfg)
 
         outputs: dict[str, str] = {}  # where each output goes -> the key that sends it there
         for i, sink in enumerate(cfg.sinks):
@@ -725,6 +749,39 @@ class _Loader:
             self._kafka_output(cfg, dlq, "dead_letter", outputs)
         elif dlq.path != "-":
             self._claim(outputs, f"file:{Path(dlq.path).resolve()}", "dead_letter.path", dlq.path)
+
+    def _check_delivery(self, cfg: PipelineConfig) -> None:
+        """exactly-once needs every output inside one Kafka transaction, with the source's offsets."""
+        if cfg.delivery.guarantee != "exactly-once":
+            if cfg.delivery.transactional_id is not None:
+                raise self.bad("delivery.transactional_id", cfg.delivery.transactional_id,
+                               'no transactional_id unless delivery.guarantee = "exactly-once"')
+            return
+        why = "exactly-once puts the results and the offsets in one Kafka transaction"
+        src = cfg.source
+        if not isinstance(src, KafkaSourceConfig):
+            raise self.bad("delivery.guarantee", "exactly-once", f'"at-least-once" with a {src.type} source ({why}: '
+                                                                 "the input must be a Kafka topic)")
+        if src.client != "confluent":
+            raise self.bad("source.client", src.client, '"confluent" with delivery.guarantee = "exactly-once" '
+                                                        "(kafka-python's transactions are not supported yet)")
+        for i, sink in enumerate(cfg.sinks):
+            if not isinstance(sink, KafkaSinkConfig):
+                raise self.bad(f"sink[{i}].type", sink.type, f'"kafka" with delivery.guarantee = "exactly-once" '
+                                                             f"({why}; a {sink.type} sink cannot take part)")
+            if sink.bootstrap != src.bootstrap:
+                raise self.bad(f"sink[{i}].bootstrap", list(sink.bootstrap), f"the source's cluster with "
+                                                                             f'exactly-once ({why})')
+        dlq = cfg.dead_letter
+        if not isinstance(dlq, KafkaDeadLetterConfig):
+            raise self.bad("dead_letter.type", dlq.type, f'"kafka" with delivery.guarantee = "exactly-once" ({why}; '
+                                                         "a dead-letter file cannot take part)")
+        if dlq.bootstrap != src.bootstrap:
+            raise self.bad("dead_letter.bootstrap", list(dlq.bootstrap), f"the source's cluster with exactly-once "
+                                                                         f"({why})")
+        if cfg.state.enabled:
+            raise self.bad("state.enabled", True, 'false with delivery.guarantee = "exactly-once" (conversation '
+                                                  "state is not part of the transaction yet)")
 
     def _check_state(self, cfg: PipelineConfig) -> None:
         state, emb = cfg.state, cfg.embedded
