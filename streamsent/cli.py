@@ -17,8 +17,9 @@ def _predict(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device)
     texts = args.text or [line.rstrip("\n") for line in sys.stdin]
     table = model.predict(texts)
-    for row in table.to_pylist():
-        row["probs"] = dict(zip(model.labels, (round(p, 6) for p in row["probs"]), strict=True))
+    for row in table.to_pylist():  # a text with no token to score: label, score and probs are null
+        if row["probs"] is not None:
+            row["probs"] = dict(zip(model.labels, (round(p, 6) for p in row["probs"]), strict=True))
         row.pop("word_attention", None)
         row.pop("sentence_attention", None)
         print(json.dumps(row, ensure_ascii=False))
@@ -104,6 +105,8 @@ def _eval(args: argparse.Namespace) -> int:
     t.add_row("docs/s (tokenise + score)", f"{rep.docs_per_s:,.0f}")
     if rep.torch_agreement is not None:
         t.add_row("same label as torch", f"{100 * rep.torch_agreement:.3f}%")
+    if rep.unscored:
+        t.add_row("not scored (no token: null label)", f"{rep.unscored:,}")
     con.print(t)
     c = Table(title="confusion (rows: true, columns: predicted)")
     c.add_column("")
@@ -183,8 +186,9 @@ def _score(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=args.device)
     s = score_files(model, args.input, args.output, batch_rows=args.batch_rows, progress=not args.no_progress)
-    print(f"scored {s.rows:,} documents in {s.seconds:.1f} s ({s.docs_per_s:,.0f} docs/s) -> {s.output}",
-          file=sys.stderr)
+    unscored = f"; {s.unscored:,} not scored (no token: null label, score, probs)" if s.unscored else ""
+    print(f"scored {s.rows - s.unscored:,} of {s.rows:,} documents in {s.seconds:.1f} s ({s.docs_per_s:,.0f} docs/s)"
+          f"{unscored} -> {s.output}", file=sys.stderr)
     return 0
 
 

@@ -29,6 +29,7 @@ class EvalReport:
     extra: dict[str, Any] = field(default_factory=dict)
     y_true: np.ndarray | None = field(default=None, repr=False)  # int64[N]: index of each document's true label
     probs: np.ndarray | None = field(default=None, repr=False)  # float32[N, C]: the model's probabilities (plots)
+    unscored: int = 0  # documents with no token to score (Model.predict's null rows): not in n_docs or the metrics
 
     def as_dict(self) -> dict[str, Any]:
         d = {"n_docs": self.n_docs, "accuracy": round(self.accuracy, 5), "macro_f1": round(self.macro_f1, 5),
@@ -36,6 +37,8 @@ class EvalReport:
              "docs_per_s": round(self.docs_per_s, 1)}
         if self.torch_agreement is not None:
             d["torch_agreement"] = round(self.torch_agreement, 6)
+        if self.unscored:
+            d["unscored"] = self.unscored
         return d | self.extra
 
 
@@ -80,17 +83,22 @@ def evaluate(model: Model, table: pa.Table, label_column: str = "label", batch_s
     out = model.predict(table.select([c for c in ("doc_id", "text", "tokens") if c in table.column_names]),
                         batch_size=batch_size)
     seconds = time.perf_counter() - t0
-    probs = np.stack(out.column("probs").to_numpy(zero_copy_only=False))
-    pred = probs.argmax(1)
-    acc, f1, conf = metrics(y, pred, len(model.labels))
-    report = EvalReport(model.labels, len(y), acc, f1, conf, len(y) / seconds, y_true=y, probs=probs)
+    scored = out.column("probs").is_valid().to_numpy(zero_copy_only=False)  # no token to score: a null row
+    probs = np.stack(out.column("probs").drop_null().to_numpy(zero_copy_only=False)) if scored.any() else \
+        np.empty((0, len(model.labels)), np.float32)
+    pred = np.full(len(y), -1, np.int64)  # -1: not scored
+    pred[scored] = probs.argmax(1)
+    acc, f1, conf = metrics(y[scored], pred[scored], len(model.labels))
+    report = EvalReport(model.labels, int(scored.sum()), acc, f1, conf, len(y) / seconds, y_true=y[scored],
+                        probs=probs, unscored=int((~scored).sum()))
     if compare_torch:
         report.torch_agreement = _torch_agreement(model, table, pred, batch_size)
     return report
 
 
 def _torch_agreement(model: Model, table: pa.Table, pred: np.ndarray, batch_size: int) -> float | None:
-    """Share of documents where the PyTorch modules (same weights) predict the same label; None without torch."""
+    """Share of the scored documents (`pred` >= 0) where the PyTorch modules (same weights) predict the same label;
+    None without torch."""
     try:
         import torch
 
@@ -106,5 +114,5 @@ def _torch_agreement(model: Model, table: pa.Table, pred: np.ndarray, batch_size
             batch = model.encode(table.slice(lo, batch_size))
             docs = np.arange(batch.n_docs)
             tp = net(*pad_docs(batch, docs)).argmax(1).numpy()
-            same += int((tp == pred[lo : lo + batch.n_docs]).sum())
-    return same / max(table.num_rows, 1)
+            same += int((tp == pred[lo : lo + batch.n_docs]).sum())  # an unscored -1 is never the same
+    return same / max(int((pred >= 0).sum()), 1)

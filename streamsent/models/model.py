@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -19,7 +20,7 @@ from ..errors import BatchError, DeviceError, ModelFormatError
 from .config import ModelConfig
 from .io import read_model_dir, validate_weights, write_model_dir
 
-__all__ = ["Model", "load_model", "BUILTIN_DIR", "DEVICES"]
+__all__ = ["Model", "load_model", "unscored_documents", "BUILTIN_DIR", "DEVICES"]
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 DEVICES = ("auto", "cpu", "cuda", "reference")
@@ -113,19 +114,30 @@ class Model:
 
     # -- scoring -----------------------------------------------------------------------------------------------
     def predict_batch(self, batch: DocBatch, state: CarryState | None = None) -> tuple[Scores, CarryState | None]:
-        """Score a ragged batch; pass the returned state back in to continue the same documents."""
-        return self.backend.forward(batch, state)
+        """Score a ragged batch; pass the returned state back in to continue the same documents.
 
-    def encode(self, docs: Sequence[str] | pa.Table | Sequence[Sequence[Sequence[int]]]) -> DocBatch:
-        """Documents as raw strings, sentences of token ids, or a table with `text` or `tokens` -> DocBatch."""
+        A document with nothing to score (`unscored_documents`: no token in the batch and none carried in
+        `state`) gets a row of NaN probs: the backends would score it from the zero vector (softmax of the head's
+        bias), a label that says nothing about the document. The returned state is the backend's, unchanged."""
+        scores, after = self.backend.forward(batch, state)
+        empty = unscored_documents(batch, state)
+        if empty.any():
+            probs = scores.probs.copy()
+            probs[empty] = np.nan
+            scores = dataclasses.replace(scores, probs=probs)
+        return scores, after
+
+    def encode(self, docs: str | Sequence[str | None] | pa.Table | Sequence[Sequence[Sequence[int]]]) -> DocBatch:
+        """Documents as raw strings (one str is one document), sentences of token ids, or a table with `text` or
+        `tokens` -> DocBatch. A None text (an Arrow null) is an empty document."""
         if isinstance(docs, pa.Table):
             if "tokens" in docs.column_names:
                 return DocBatch.from_arrow(docs.column("tokens"))
             if "text" in docs.column_names:
                 return self._tokenize(docs.column("text").to_pylist())
             raise BatchError(f"input table needs a 'text' or a 'tokens' column; it has {docs.column_names}")
-        docs = list(docs)
-        if docs and all(isinstance(d, str) for d in docs):
+        docs = _as_documents(docs)
+        if any(isinstance(d, str) for d in docs) and all(d is None or isinstance(d, str) for d in docs):
             return self._tokenize(docs)
         return DocBatch.from_lists(docs)
 
@@ -135,9 +147,16 @@ class Model:
                              "(give 'tokens' as sentences of ids)")
         return self.tokenizer.encode_batch(texts).batch
 
-    def predict(self, docs: Sequence[str] | pa.Table | Sequence[Sequence[Sequence[int]]],
+    def predict(self, docs: str | Sequence[str | None] | pa.Table | Sequence[Sequence[Sequence[int]]],
                 batch_size: int = 256) -> pa.Table:
-        """Scores as a table: doc_id, label, score, probs (+ word/sentence attention for attention models)."""
+        """Scores as a table, one row per document in input order: doc_id, label, score, probs (+ word/sentence
+        attention for attention models). One str is one document.
+
+        A document with no token to score (null, empty or whitespace-only text, text of which the tokenizer keeps
+        no word, e.g. only punctuation or zero-width spaces, or token sentences that are all empty) is not scored:
+        its row has null label, score and probs (and attention)."""
+        if not isinstance(docs, pa.Table):
+            docs = _as_documents(docs)
         if isinstance(docs, pa.Table) and "doc_id" in docs.column_names:
             doc_ids = docs.column("doc_id").combine_chunks()
         else:
@@ -160,24 +179,53 @@ class Model:
         return root
 
 
+def unscored_documents(batch: DocBatch, state: CarryState | None = None) -> np.ndarray:
+    """bool[D]: the documents with nothing to score: no token in `batch` (no sentence, or only empty ones) and, with
+    a carried `state`, nothing seen before either (its pooling count `s` is 0: every pooling adds to it per item)."""
+    empty = np.diff(batch.doc_token_offsets()) == 0
+    if state is not None:
+        empty &= state.s == 0
+    return empty
+
+
+def _as_documents(docs: Any) -> list[Any]:
+    """A list of documents: one str is one document (not one per character); bytes are refused (which encoding
+    they are in is the caller's to know)."""
+    if isinstance(docs, str):
+        return [docs]
+    if isinstance(docs, bytes | bytearray | memoryview):
+        raise BatchError("documents must be str (or sentences of token ids), got bytes: decode them first, e.g. "
+                         "data.decode('utf-8')")
+    docs = list(docs)
+    for i, d in enumerate(docs):
+        if isinstance(d, bytes | bytearray | memoryview):
+            raise BatchError(f"document {i} is bytes; documents must be str (or sentences of token ids): decode it "
+                             "first, e.g. data.decode('utf-8')")
+    return docs
+
+
 def scores_to_table(cfg: ModelConfig, batch: DocBatch, scores: Scores, doc_ids: pa.Array) -> pa.Table:
+    """The Arrow rows of a scored batch; a row of NaN probs (a document with nothing to score, see
+    `Model.predict_batch`) has null label, score, probs and attention."""
     probs = scores.probs
-    best = probs.argmax(axis=1)
+    unscored = np.isnan(probs).any(axis=1)
+    mask = pa.array(unscored) if unscored.any() else None
+    best = np.where(unscored, 0, probs.argmax(axis=1))
     cols: dict[str, pa.Array] = {
         "doc_id": doc_ids,
-        "label": pa.DictionaryArray.from_arrays(pa.array(best.astype(np.int32)), pa.array(list(cfg.labels)))
-        .cast(pa.string()),
-        "score": pa.array(probs[np.arange(len(best)), best]),
-        "probs": pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1)), len(cfg.labels)).cast(
+        "label": pa.DictionaryArray.from_arrays(pa.array(best.astype(np.int32), mask=unscored),
+                                                pa.array(list(cfg.labels))).cast(pa.string()),
+        "score": pa.array(probs[np.arange(len(best)), best], mask=unscored),
+        "probs": pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1)), len(cfg.labels), mask=mask).cast(
             pa.list_(pa.float32())),
     }
     so = pa.array(batch.sent_offsets.astype(np.int32))
     do = pa.array(batch.doc_offsets.astype(np.int32))
     if scores.word_attention is not None:
         sents = pa.ListArray.from_arrays(so, pa.array(scores.word_attention))
-        cols["word_attention"] = pa.ListArray.from_arrays(do, sents)
+        cols["word_attention"] = pa.ListArray.from_arrays(do, sents, mask=mask)
     if scores.sentence_attention is not None:
-        cols["sentence_attention"] = pa.ListArray.from_arrays(do, pa.array(scores.sentence_attention))
+        cols["sentence_attention"] = pa.ListArray.from_arrays(do, pa.array(scores.sentence_attention), mask=mask)
     return pa.table(cols)
 
 

@@ -29,9 +29,10 @@ _INPUT_ONLY = ("text", "tokens")  # consumed by the model, not copied to the out
 
 @dataclass(frozen=True)
 class ScoreSummary:
-    rows: int
+    rows: int  # every input row, each written to the output
     seconds: float
     output: Path
+    unscored: int = 0  # rows with no token to score (null label, score and probs; see Model.predict)
 
     @property
     def docs_per_s(self) -> float:
@@ -68,7 +69,8 @@ def open_dataset(source: str | os.PathLike) -> ds.Dataset:
 
 def score_table(model: Model, table: pa.Table) -> pa.Table:
     """Scores for one table: doc_id, label, score, probs (+ attention), then every other input column except
-    the text; an input column whose name an output column takes is kept as `input_<name>`."""
+    the text; an input column whose name an output column takes is kept as `input_<name>`. A row with no token
+    to score keeps its place with null label, score and probs."""
     if "doc_id" not in table.column_names:
         raise BatchError(f"input rows need a 'doc_id' column; the input has {table.column_names}")
     scored = model.predict(table, batch_size=max(table.num_rows, 1))
@@ -92,7 +94,7 @@ def score_files(model: Model, source: str | os.PathLike, output: str | os.PathLi
     tmp = output.with_name(f".{output.name}.partial")
     total = dataset.count_rows()
     writer: pq.ParquetWriter | None = None
-    rows, t0 = 0, time.perf_counter()
+    rows, unscored, t0 = 0, 0, time.perf_counter()
     cols = [TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn()]
     try:
@@ -102,6 +104,7 @@ def score_files(model: Model, source: str | os.PathLike, output: str | os.PathLi
                 if rb.num_rows == 0:
                     continue
                 out = score_table(model, pa.Table.from_batches([rb]))
+                unscored += out.column("label").null_count
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, out.schema)
                 writer.write_table(out.cast(writer.schema))
@@ -118,4 +121,4 @@ def score_files(model: Model, source: str | os.PathLike, output: str | os.PathLi
             writer.close()
         if tmp.exists():
             tmp.unlink()
-    return ScoreSummary(rows, time.perf_counter() - t0, output)
+    return ScoreSummary(rows, time.perf_counter() - t0, output, unscored)

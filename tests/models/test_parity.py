@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from streamsent import DocBatch, Model
 from streamsent.backends.reference import ReferenceBackend
 from streamsent.models.init import random_weights
+from streamsent.models.model import unscored_documents
 from streamsent.train.modules import SentimentModel
 
 from ..helpers import TOL, encoder_config, make_config, ragged_docs
@@ -64,7 +65,7 @@ def test_numba_equals_reference_equals_torch(name, word, comp):
     docs = ragged_docs(rng, 16, cfg.vocab_size)
     batch = DocBatch.from_lists(docs)
 
-    fast, _ = Model(cfg, weights, device="cpu").predict_batch(batch)
+    fast, _ = Model(cfg, weights, device="cpu").backend.forward(batch)  # Model.predict_batch: NaN for empty docs
     ref, _ = ReferenceBackend(cfg, weights).forward(batch)
     tm = SentimentModel(cfg.to_dict())
     tm.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
@@ -84,16 +85,37 @@ def test_numba_equals_reference_equals_torch(name, word, comp):
             assert np.abs(a - b).max() <= TOL
 
 
-def test_empty_documents_score_softmax_of_the_head_bias():
+def test_empty_documents_score_softmax_of_the_head_bias_in_the_backends():
     cfg = make_config(encoder_config("gru", True, "attention"),
                       {"type": "hierarchical", "encoder": encoder_config("lstm", False, "max", hidden=3)})
     w = random_weights(cfg, seed=3)
-    probs, _ = Model(cfg, w).predict_batch(DocBatch.from_lists([[], [[], []], [[1, 2]]]))
     b = w["head.bias"].astype(np.float64)
     expect = np.exp(b - b.max()) / np.exp(b - b.max()).sum()
-    assert np.abs(probs.probs[0] - expect).max() <= TOL
-    assert np.abs(probs.probs[1] - expect).max() <= TOL
-    assert np.abs(probs.probs[2] - expect).max() > 1e-4
+    for backend in (Model(cfg, w).backend, ReferenceBackend(cfg, w)):
+        probs, _ = backend.forward(DocBatch.from_lists([[], [[], []], [[1, 2]]]))
+        assert np.abs(probs.probs[0] - expect).max() <= TOL
+        assert np.abs(probs.probs[1] - expect).max() <= TOL
+        assert np.abs(probs.probs[2] - expect).max() > 1e-4
+
+
+@pytest.mark.parametrize("device", ["cpu", "reference"])
+def test_model_leaves_documents_with_no_token_unscored(device):
+    """Model.predict_batch: a document with no token and none carried gets NaN probs (`predict`: null label, score
+    and probs); a document continued from a carried state with an empty message is scored from that state."""
+    cfg = make_config(encoder_config("gru", False, "attention"),
+                      {"type": "hierarchical", "encoder": encoder_config("lstm", False, "max", hidden=3)})
+    model = Model(cfg, random_weights(cfg, seed=3), device=device)
+    batch = DocBatch.from_lists([[], [[], []], [[1, 2]]])
+    scores, state = model.predict_batch(batch)
+    assert np.isnan(scores.probs[:2]).all() and np.isfinite(scores.probs[2]).all()
+    assert unscored_documents(batch).tolist() == [True, True, False]
+    table = model.predict([[], [[], []], [[1, 2]]])
+    assert table.column("label").to_pylist()[:2] == [None, None] and table.column("label").to_pylist()[2] in cfg.labels
+    assert table.column("score").null_count == table.column("probs").null_count == 2
+    if state is not None:  # the reference backend carries no state
+        again, _ = model.predict_batch(DocBatch.from_lists([[], [[]], []]), state)  # an empty message each
+        assert np.isnan(again.probs[:2]).all()  # still nothing seen
+        assert np.abs(again.probs[2] - scores.probs[2]).max() <= TOL  # nothing new: the carried score
 
 
 def test_table_and_per_batch_projections_agree():
@@ -102,8 +124,8 @@ def test_table_and_per_batch_projections_agree():
         cfg = make_config(word)
         w = random_weights(cfg, seed=5)
         batch = DocBatch.from_lists(ragged_docs(np.random.default_rng(5), 12, cfg.vocab_size))
-        with_table = Model(cfg, w, table_budget_mb=1024).predict_batch(batch)[0].probs
-        without = Model(cfg, w, table_budget_mb=0).predict_batch(batch)[0].probs
+        with_table = Model(cfg, w, table_budget_mb=1024).backend.forward(batch)[0].probs
+        without = Model(cfg, w, table_budget_mb=0).backend.forward(batch)[0].probs
         assert Model(cfg, w, table_budget_mb=0).backend.word.conv_table is None
         assert np.abs(with_table - without).max() <= TOL
 
@@ -127,9 +149,11 @@ documents = st.lists(st.lists(sentences, min_size=0, max_size=5), min_size=0, ma
 def test_property_any_ragged_shape(docs, which):
     fast, ref = _PROPERTY_MODELS[which]
     batch = DocBatch.from_lists(docs)
-    a, _ = fast.predict_batch(batch)
+    a, _ = fast.backend.forward(batch)
     b, _ = ref.forward(batch)
     assert a.probs.shape == (len(docs), 3)
+    unscored = np.isnan(fast.predict_batch(batch)[0].probs).any(axis=1)  # NaN exactly where there is no token
+    assert unscored.tolist() == [not any(doc) for doc in docs]
     if docs:
         assert np.abs(a.probs - b.probs).max() <= TOL
         assert np.allclose(a.probs.sum(axis=1), 1.0, atol=1e-5)

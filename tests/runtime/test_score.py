@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -44,7 +45,9 @@ def test_scores_a_directory_in_small_batches_like_predict(tmp_path, model):
     direct = model.predict(pa.concat_tables([_table(7), _table(6, offset=7)]))
     got = dict(zip(out.column("doc_id").to_pylist(), out.column("probs").to_pylist(), strict=True))
     for doc_id, probs in zip(direct.column("doc_id").to_pylist(), direct.column("probs").to_pylist(), strict=True):
-        assert np.allclose(got[doc_id], probs, atol=1e-6)
+        assert (got[doc_id] is None) == (probs is None) == (doc_id in ("r2", "r7", "r12"))  # the empty text ""
+        assert probs is None or np.allclose(got[doc_id], probs, atol=1e-6)
+    assert s.unscored == 3 and out.column("label").null_count == out.column("score").null_count == 3
     assert out.column("stars").type == pa.int16()
     assert not list((tmp_path / "out").glob(".*partial"))
 
@@ -70,7 +73,52 @@ def test_cli_score_and_predict(tmp_path):
     run = subprocess.run([sys.executable, "-m", "streamsent", "score", str(tmp_path / "in.parquet"), "-o",
                           str(tmp_path / "out.parquet"), "--no-progress"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert "scored 5 documents" in run.stderr and pq.read_table(tmp_path / "out.parquet").num_rows == 5
+    assert "scored 4 of 5 documents" in run.stderr and "1 not scored (no token" in run.stderr
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == 5
     run = subprocess.run([sys.executable, "-m", "streamsent", "score", str(tmp_path / "missing.parquet"), "-o",
                           str(tmp_path / "x.parquet")], capture_output=True, text=True)
     assert run.returncode == 2 and "no such file or directory" in run.stderr
+
+
+# Texts that hold no token the model could score: null, empty, whitespace, zero-width spaces, only punctuation.
+NO_TOKEN = [None, "", "   \n\t", "\u200b\u200b", "?! ... --", "<br /><br />"]
+
+
+def test_a_text_with_no_token_is_not_scored_by_predict_score_or_the_cli(tmp_path, model):
+    """One rule (was: such text got a label, "positive 0.511", from the zero vector): null label, score and probs,
+    the row kept in its place; `score` counts them in its summary line."""
+    texts = [NO_TOKEN[0], "a wonderful film", *NO_TOKEN[1:], "\u200bdull\u200b"]
+    table = model.predict(texts)
+    labels = table.column("label").to_pylist()
+    assert labels[1] in model.labels and labels[-1] in model.labels
+    assert labels[0] is None and labels[2:-1] == [None] * (len(NO_TOKEN) - 1)
+    for name in ("score", "probs", "word_attention", "sentence_attention"):
+        assert table.column(name).null_count == len(NO_TOKEN), name
+    assert table.column("doc_id").to_pylist() == list(range(len(texts)))
+    pq.write_table(pa.table({"doc_id": [f"t{i}" for i in range(len(texts))], "text": texts}), tmp_path / "in.parquet")
+    summary = score_files(model, tmp_path / "in.parquet", tmp_path / "out.parquet", batch_rows=3, progress=False)
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert summary.rows == len(texts) and summary.unscored == len(NO_TOKEN)
+    assert out.column("doc_id").to_pylist() == [f"t{i}" for i in range(len(texts))]
+    assert out.column("label").to_pylist() == labels
+    run = subprocess.run([sys.executable, "-m", "streamsent", "predict", "", "a wonderful film", "   "],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["label"] for r in rows] == [None, labels[1], None] and rows[0]["probs"] is rows[0]["score"] is None
+
+
+def test_one_string_is_one_document(tmp_path, model):
+    """Was: one row per character."""
+    one = model.predict("a wonderful, moving film")
+    assert one.num_rows == 1
+    assert one.column("probs").to_pylist() == model.predict(["a wonderful, moving film"]).column("probs").to_pylist()
+    assert model.encode("dull").n_docs == 1
+    with pytest.raises(BatchError, match="got bytes: decode them first"):
+        model.predict(b"a wonderful film")
+    with pytest.raises(BatchError, match="document 1 is bytes"):
+        model.predict(["fine", b"bytes"])
+    mixed = model.predict(["fine", None])  # a None text (an Arrow null) beside strings: an empty document
+    assert mixed.column("label").to_pylist()[1] is None
+    run = subprocess.run([sys.executable, "-m", "streamsent", "predict", "one string"], capture_output=True, text=True)
+    assert run.returncode == 0 and len(run.stdout.splitlines()) == 1, run.stderr

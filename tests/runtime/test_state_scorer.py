@@ -92,7 +92,7 @@ def test_several_messages_of_a_key_in_one_batch_apply_in_order() -> None:
             so_far, _ = model.predict_batch(DocBatch.from_lists([[s for msg in convs[k][: m + 1] for s in msg]]))
             assert np.abs(np.array(r["probs"]) - so_far.probs[0]).max() <= TOL
         deltas = np.array([r["probs_delta"] for r in mine])  # the deltas add up to the running score
-        prior, _ = model.predict_batch(DocBatch.from_lists([[]]))
+        prior, _ = model.backend.forward(DocBatch.from_lists([[]]))  # the empty conversation
         assert np.abs(prior.probs[0] + deltas.sum(axis=0) - np.array(mine[-1]["probs"])).max() <= TOL
 
 
@@ -187,7 +187,7 @@ def test_window_mode_message_by_message_equals_whole_conversation(which: str) ->
         out = scorer.score(batch)
         assert not out.letters
         rows += out.rows.to_pylist()
-    prior, _ = model.predict_batch(DocBatch.from_lists([[]]))
+    prior, _ = model.backend.forward(DocBatch.from_lists([[]]))  # the empty conversation
     for k, msgs in convs.items():
         mine = [r for r in rows if r["key"] == k]
         assert [r["messages_seen"] for r in mine] == [1, 2, 3, 4, 5, 6]

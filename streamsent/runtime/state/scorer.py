@@ -73,8 +73,9 @@ def check_model(model: Model | ModelConfig, window: int = 0) -> None:
 
 
 def prior_probs(model: Model) -> np.ndarray:
-    """The running score of a conversation with no message yet: the empty document (softmax(head.bias))."""
-    scores, _ = model.predict_batch(DocBatch.from_lists([[]]))
+    """The running score of a conversation with no message yet: the empty document (softmax(head.bias)), from the
+    backend, since `Model.predict_batch` leaves a document with nothing to score unscored (NaN)."""
+    scores, _ = model.backend.forward(DocBatch.from_lists([[]]))
     return scores.probs[0].copy()
 
 
@@ -231,7 +232,9 @@ class KeyedScorer:
         state after them)."""
         batch = DocBatch.from_lists(sents)
         if not self.layout.window:
-            scores, after = self.model.predict_batch(batch, state)  # type: ignore[arg-type]
+            # the backend, not Model.predict_batch: a message with no token leaves the running score where it was
+            # (the prior for a new conversation), it does not make the conversation unscored
+            scores, after = self.model.backend.forward(batch, state)  # type: ignore[arg-type]
             assert after is not None
             return scores.probs, after
         if state is None:
