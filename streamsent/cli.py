@@ -92,7 +92,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, read_labelled_table
 
     model = load_model(args.model, device=args.device)
-    table = read_labelled_table(args.data)
+    table = read_labelled_table(args.data, label_column=args.label_column)
     if args.limit:
         table = table.slice(0, args.limit)
     rep = evaluate(model, table, label_column=args.label_column, compare_torch=not args.no_torch)

@@ -29,3 +29,8 @@ class StateError(StreamsentError, ValueError):
 
 class PipelineError(StreamsentError, RuntimeError):
     """The streaming pipeline stopped on a failure it cannot ride out (its cause is chained and logged)."""
+
+
+class DataError(StreamsentError, ValueError):
+    """A data file that cannot be used as given: not the format it should be, unreadable, a column missing or of
+    another type than in the files before it, or an output that cannot be written. Names the file."""

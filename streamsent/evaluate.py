@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .models.model import Model
 
 __all__ = ["EvalReport", "evaluate", "label_indices", "read_labelled_table"]
@@ -42,18 +42,31 @@ class EvalReport:
         return d | self.extra
 
 
-def read_labelled_table(path: str | Path, what: str = "--data") -> pa.Table:
-    """A Parquet or CSV file of labelled documents (`what` names the setting it came from, for errors)."""
+def read_labelled_table(path: str | Path, what: str = "--data", label_column: str | None = None) -> pa.Table:
+    """A Parquet or CSV file of labelled documents (`what` names the setting it came from, for errors). A file that
+    cannot be read as such, or (with `label_column`) lacks that column or a 'text' / 'tokens' one, is an error
+    naming it."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{what} {path}: no such file")
-    if path.suffix == ".csv":
-        import pyarrow.csv as pcsv
+    kind = "CSV" if path.suffix == ".csv" else "Parquet"
+    try:
+        if kind == "CSV":
+            import pyarrow.csv as pcsv
 
-        return pcsv.read_csv(path)
-    import pyarrow.parquet as pq
+            table = pcsv.read_csv(path)
+        else:
+            import pyarrow.parquet as pq
 
-    return pq.read_table(path)
+            table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{what} {path}: cannot be read as {kind} ({' '.join(str(exc).split())})") from None
+    if label_column is not None and label_column not in table.column_names:
+        raise DataError(f"{what} {path}: no label column {label_column!r} (--label-column); its columns are "
+                        f"{table.column_names}")
+    if label_column is not None and not {"text", "tokens"} & set(table.column_names):
+        raise DataError(f"{what} {path}: needs a 'text' or a 'tokens' column; its columns are {table.column_names}")
+    return table
 
 
 def label_indices(column: pa.ChunkedArray | pa.Array, labels: tuple[str, ...], where: str) -> np.ndarray:

@@ -36,3 +36,24 @@ def test_documents_with_no_token_are_counted_apart_not_scored(tmp_path, model, c
     assert main(["eval", "--data", str(data), "--json", "--no-torch"]) == 0
     out = capsys.readouterr().out
     assert json.loads(out.strip().splitlines()[-1])["unscored"] == 2 and "not scored" in out
+
+
+def _one_line_error(capsys, args: list[str]) -> str:
+    """Run the CLI in-process: exit 2 and exactly one `streamsent: error:` line on stderr, no traceback."""
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("streamsent: error: "), err
+    return err[0]
+
+
+def test_eval_says_in_one_line_what_is_wrong_with_which_file(tmp_path, capsys):
+    """Was: a KeyError traceback for a file without the label column."""
+    pq.write_table(pa.table({"doc_id": ["a"], "text": ["good"], "stars": [5]}), data := tmp_path / "nolabel.parquet")
+    err = _one_line_error(capsys, ["eval", "--data", str(data), "--no-torch"])
+    assert str(data) in err and "no label column 'label'" in err and "stars" in err
+    pq.write_table(pa.table({"doc_id": ["a"], "body": ["good"], "label": ["positive"]}), data)
+    assert "needs a 'text' or a 'tokens' column" in _one_line_error(capsys, ["eval", "--data", str(data)])
+    (data := tmp_path / "reviews.parquet").write_text("not parquet at all")
+    assert f"{data}: cannot be read as Parquet" in _one_line_error(capsys, ["eval", "--data", str(data)])
+    (data := tmp_path / "bad.csv").write_bytes(b'text,label\n"unterminated,positive\n')
+    assert f"{data}: cannot be read as CSV" in _one_line_error(capsys, ["eval", "--data", str(data)])

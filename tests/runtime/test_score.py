@@ -14,6 +14,7 @@ import pytest
 
 import streamsent
 from streamsent import BatchError, ConfigError
+from streamsent.cli import main
 from streamsent.runtime.score import score_files
 
 TEXTS = ["A wonderful, moving film with a superb cast.", "Dull and far too long. I hated it.", "",
@@ -122,3 +123,38 @@ def test_one_string_is_one_document(tmp_path, model):
     assert mixed.column("label").to_pylist()[1] is None
     run = subprocess.run([sys.executable, "-m", "streamsent", "predict", "one string"], capture_output=True, text=True)
     assert run.returncode == 0 and len(run.stdout.splitlines()) == 1, run.stderr
+
+
+def _one_line_error(capsys, args: list[str]) -> str:
+    """Run the CLI in-process: exit 2 and exactly one `streamsent: error:` line on stderr, no traceback."""
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("streamsent: error: "), err
+    return err[0]
+
+
+def test_score_says_in_one_line_what_is_wrong_with_which_file(tmp_path, capsys):
+    """Was: ArrowInvalid tracebacks for a file that is not Parquet or files whose columns disagree."""
+    pq.write_table(_table(2), good := tmp_path / "good.parquet")
+    out = ["-o", str(tmp_path / "o.parquet"), "--no-progress"]
+    (not_parquet := tmp_path / "reviews.parquet").write_text("doc_id,text\nr1,a csv file\n")
+    err = _one_line_error(capsys, ["score", str(not_parquet), *out])
+    assert str(not_parquet) in err and "cannot be read as Parquet" in err
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    pq.write_table(pa.table({"doc_id": [1, 2], "text": ["good", "bad"]}), mixed / "a.parquet")
+    pq.write_table(pa.table({"doc_id": ["x"], "text": ["fine"]}), mixed / "b.parquet")  # doc_id: string, not int
+    err = _one_line_error(capsys, ["score", str(mixed), *out])
+    assert f"{mixed / 'b.parquet'}: cannot be read with the columns of {mixed / 'a.parquet'}" in err
+    pq.write_table(pa.table({"doc_id": ["y"], "body": ["no text"]}), mixed / "c.parquet")  # checked before scoring
+    err = _one_line_error(capsys, ["score", str(mixed), *out])
+    assert f"{mixed / 'c.parquet'}: input rows need 'doc_id' and 'text'" in err
+    (empty := tmp_path / "empty").mkdir()
+    assert "the directory holds no Parquet file" in _one_line_error(capsys, ["score", str(empty), *out])
+    (truncated := tmp_path / "cut.parquet").write_bytes(good.read_bytes()[:-20] + b"PAR1")
+    assert str(truncated) in _one_line_error(capsys, ["score", str(truncated), *out])
+    for bad_output in (good / "x.parquet", tmp_path):  # under a file; a directory
+        err = _one_line_error(capsys, ["score", str(good), "-o", str(bad_output), "--no-progress"])
+        assert f"output {str(bad_output)!r}" in err
+    assert not (tmp_path / "o.parquet").exists() and not list(tmp_path.glob(".*partial"))
+
