@@ -169,14 +169,13 @@ def _produce(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from .runtime.config import load_config
-    from .runtime.run import check_state_model
+    from .runtime.run import check_config
 
     cfg = load_config(args.file)
-    state = ""
-    if cfg.state.enabled:  # the model must be able to carry state; read its config.json if it is here
-        state = ", conversation state" if check_state_model(cfg) else \
-            f", conversation state (model {cfg.model.path} not found here: checked when run loads it)"
-    print(f"{args.file}: ok ({cfg.source.type} source, {len(cfg.sinks)} sink(s), model {cfg.model.path}{state})")
+    model = check_config(cfg)  # the checks run makes before it starts a broker or loads the weights
+    state = ", conversation state" if cfg.state.enabled else ""
+    print(f"{args.file}: ok ({cfg.source.type} source, {len(cfg.sinks)} sink(s), model {cfg.model.path} "
+          f"({model.name}){state})")
     return 0
 
 
