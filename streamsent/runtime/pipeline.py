@@ -42,6 +42,7 @@ from .sources.base import CommitError
 
 if TYPE_CHECKING:
     from .state.live import LiveState
+    from .transactions import Transactions
 
 __all__ = ["Pipeline", "PipelineStats"]
 
@@ -72,7 +73,8 @@ class Pipeline:
                  fields: DocFields | None = None, max_message_bytes: int = 1_048_576,
                  on_batch: Callable[[MicroBatch, object], None] | None = None,
                  commit_interval_s: float = 0.5, metrics: Metrics | None = None, threads: int = 0,
-                 scorers: int = 2, state: LiveState | None = None, tune_gc: bool = True) -> None:
+                 scorers: int = 2, state: LiveState | None = None, tune_gc: bool = True,
+                 transactions: Transactions | None = None) -> None:
         self.source, self.model, self.sinks, self.dead_letter = source, model, list(sinks), dead_letter
         # batches scored at once, each on its own thread; one with conversation state (a key's messages must be
         # scored in order) or where Numba's threading layer cannot take launches from two threads (workqueue)
@@ -101,6 +103,9 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._pending: dict[tuple[str, int], int] = {}  # next offsets of finished batches, not yet committed
         self._last_commit = time.monotonic()
+        # exactly-once: the writer commits results and offsets in one Kafka transaction (see _write_loop_txn)
+        self.transactions = transactions
+        self._commit_now = threading.Event()  # the polling thread is draining: commit the open transaction now
         if hasattr(source, "set_rebalance_handlers"):
             source.set_rebalance_handlers(self._on_revoke, self._on_assign, on_lost=self._on_lost)
 
@@ -191,8 +196,9 @@ class Pipeline:
             except queue.Empty:
                 break
             self._in_flight -= 1
-            for tp, off in batch.offsets.items():
-                self._pending[tp] = max(self._pending.get(tp, 0), off + 1)
+            if self.transactions is None:  # exactly-once: the writer committed the offsets in its transaction
+                for tp, off in batch.offsets.items():
+                    self._pending[tp] = max(self._pending.get(tp, 0), off + 1)
             if block:
                 break
         if not self._pending or not (force or time.monotonic() - self._last_commit >= self.commit_interval_s):
@@ -221,10 +227,14 @@ class Pipeline:
     def _drain(self) -> None:
         """Close the open batch and wait until everything in flight is written and committed."""
         self._submit(self.batcher.close())
-        while self._in_flight > 0:
-            self._raise_if_failed()
-            self._commit_done(block=True)
-        self._commit_done(force=True)
+        self._commit_now.set()
+        try:
+            while self._in_flight > 0:
+                self._raise_if_failed()
+                self._commit_done(block=True)
+            self._commit_done(force=True)
+        finally:
+            self._commit_now.clear()
 
     def _on_revoke(self, partitions: list[tuple[str, int]]) -> None:
         """Runs while the polling thread is blocked inside poll(), before the partitions are given up."""
@@ -271,65 +281,190 @@ class Pipeline:
         except BaseException as exc:  # noqa: BLE001 - surfaced on the polling thread
             self._fail(exc)
 
+    def _scored(self, slot: _Slot):
+        """Wait until the scorers finished this slot (they may finish out of order); its rows for the sinks, or
+        _STOP when the pipeline failed meanwhile."""
+        while not slot.done.wait(0.1):
+            if self._failed is not None:
+                return _STOP
+        rows = slot.rows  # attention columns are for the dashboard, not the sinks
+        return rows.select(self._columns) if rows is not None and rows.num_columns > len(self._columns) else rows
+
+    def _written(self, slot: _Slot, out, letters: list[DeadLetter]) -> None:
+        """A batch is durably written (committed, under exactly-once): count it, show it, let its offsets go."""
+        batch, rows = slot.batch, slot.rows
+        rejected = len(letters) - len(batch.letters)
+        batch.letters = letters
+        self.stats.batches += 1
+        self.stats.rows_rejected += rejected
+        self.stats.docs_scored += (0 if rows is None else rows.num_rows) - rejected
+        for letter in letters:
+            self.stats.dead_letters[letter.reason] = self.stats.dead_letters.get(letter.reason, 0) + 1
+        if self.metrics is not None:
+            self.metrics.record_batch(batch, rows, time.perf_counter() - slot.started)
+        if self.on_batch is not None:
+            self.on_batch(batch, out)
+        self._done.put(batch)
+
     def _write_loop(self) -> None:
+        if self.transactions is not None:
+            return self._write_loop_txn()
         try:
             while (slot := self._to_write.get()) is not _STOP:
-                while not slot.done.wait(0.1):  # scored in turn, maybe out of order: write in read order
-                    if self._failed is not None:
-                        return
-                batch, rows, started, changes = slot.batch, slot.rows, slot.started, slot.changes
-                # attention columns are for the dashboard, not the sinks
-                out = rows.select(self._columns) if rows is not None and rows.num_columns > len(self._columns) \
-                    else rows
-                self._write_durably(batch, out)
-                if changes is not None:
-                    self._send_state(batch, changes)
-                self.stats.batches += 1
-                self.stats.docs_scored += (0 if rows is None else rows.num_rows) - self._last_rejected
-                for letter in batch.letters:
-                    self.stats.dead_letters[letter.reason] = self.stats.dead_letters.get(letter.reason, 0) + 1
-                if self.metrics is not None:
-                    self.metrics.record_batch(batch, rows, time.perf_counter() - started)
-                if self.on_batch is not None:
-                    self.on_batch(batch, out)
-                self._done.put(batch)
+                if (out := self._scored(slot)) is _STOP:
+                    return
+                letters = self._write_durably(slot.batch, out)
+                if slot.changes is not None:
+                    self._send_state(slot.batch, slot.changes)
+                self._written(slot, out, letters)
         except BaseException as exc:  # noqa: BLE001
             self._fail(exc)
 
-    def _write_durably(self, batch: MicroBatch, rows) -> None:
+    def _write_durably(self, batch: MicroBatch, rows) -> list[DeadLetter]:
         """Write to every sink and flush; on a sink outage retry with back-off (nothing is committed meanwhile).
+        Returns the batch's dead letters, the rows the sinks rejected included (see `_write_once`)."""
+        delay = 0.2
+        while True:
+            try:
+                return self._write_once(batch, rows)
+            except Exception as exc:  # noqa: BLE001 - a sink outage: retry until it comes back or we stop
+                if self._stop.is_set() and delay > 5:
+                    raise
+                self._retrying(f"writing batch {batch.seq}", exc, delay)
+                delay = min(delay * 2, 10.0)
+
+    def _retrying(self, what: str, exc: BaseException, delay: float) -> None:
+        """Count, show and log a failed attempt, then wait before the next (a stop wakes the wait)."""
+        self.stats.write_retries += 1
+        if self.metrics is not None:
+            self.metrics.record_write_retry(str(exc))
+        log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+        self._stop.wait(delay)
+
+    def _write_once(self, batch: MicroBatch, rows) -> list[DeadLetter]:
+        """One attempt: every sink, the dead letters, every flush; raises on an outage.
 
         A row a sink can never take (`RowsRejected`, or any other error that the row alone reproduces) is not an
         outage: it is dead-lettered as `sink_rejected` and the batch goes on, so one odd row cannot wedge the
         pipeline in a retry loop. The rejections are worked out again on each attempt (no letter twice)."""
+        rejected: list[DeadLetter] = []
+        if rows is not None and rows.num_rows:
+            for sink in self.sinks:
+                given = _with_text(rows, batch) if getattr(sink, "wants_text", False) else rows
+                rejected += self._write_rows(sink, given, batch)
+        letters = batch.letters + rejected
+        if letters:
+            self.dead_letter.write(letters)
+        for sink in self.sinks:
+            sink.flush()
+        self.dead_letter.flush()
+        return letters
+
+    # -- exactly-once ------------------------------------------------------------------------------------------
+    def _write_loop_txn(self) -> None:
+        """The writer under exactly-once: batches go into an open Kafka transaction, which is committed with their
+        offsets every `commit_interval_s`, when no batch came for that long, and at once when the polling thread
+        drains (a rebalance, a stop). Nothing of a batch counts as written before its transaction committed."""
+        txn = self.transactions
+        assert txn is not None
+        open_: list[tuple[_Slot, object, list[DeadLetter]]] = []  # written into the open transaction
+        opened = 0.0
+        try:
+            while True:
+                try:
+                    slot = self._to_write.get(timeout=0.02 if open_ else 0.1)
+                except queue.Empty:
+                    slot = None
+                if slot is _STOP:
+                    if open_:
+                        self._commit_txn(open_)
+                    return
+                if slot is not None:
+                    if (out := self._scored(slot)) is _STOP:
+                        return
+                    if not open_:
+                        opened = time.monotonic()
+                    open_.append((slot, out, []))
+                    self._in_txn(open_, len(open_) - 1)
+                due = time.monotonic() - opened >= self.commit_interval_s or self._commit_now.is_set()
+                if open_ and (due or (slot is None and self._to_write.empty())):
+                    self._commit_txn(open_)
+                    open_ = []
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(exc)
+        finally:
+            with contextlib.suppress(Exception):
+                txn.abort()  # a failure left it open: nothing of it becomes visible
+
+    def _in_txn(self, open_: list, start: int) -> None:
+        """Write open_[start:] into the transaction (opening one if none is open); on failure recover (which
+        writes all of open_ again)."""
+        txn = self.transactions
         delay = 0.2
-        letters = batch.letters
-        self._last_rejected = 0
-        while True:
+        while open_:
             try:
-                rejected: list[DeadLetter] = []
-                if rows is not None and rows.num_rows:
-                    for sink in self.sinks:
-                        given = _with_text(rows, batch) if getattr(sink, "wants_text", False) else rows
-                        rejected += self._write_rows(sink, given, batch)
-                if letters or rejected:
-                    self.dead_letter.write(letters + rejected)
-                for sink in self.sinks:
-                    sink.flush()
-                self.dead_letter.flush()
-                batch.letters = letters + rejected
-                self.stats.rows_rejected += len(rejected)
-                self._last_rejected = len(rejected)
+                txn.begin()
+                for i in range(start, len(open_)):
+                    slot, out, _ = open_[i]
+                    open_[i] = (slot, out, self._write_once(slot.batch, out))
                 return
-            except Exception as exc:  # noqa: BLE001 - a sink outage: retry until it comes back or we stop
-                if self._stop.is_set() and delay > 5:
-                    raise
-                self.stats.write_retries += 1
-                if self.metrics is not None:
-                    self.metrics.record_write_retry(str(exc))
-                log.warning("writing batch %d failed (%s); retrying in %.1f s", batch.seq, exc, delay)
-                self._stop.wait(delay)  # a stop wakes it: the retries then end soon (above)
+            except Exception as exc:  # noqa: BLE001 - classified in _recover
+                if not self._recover(open_, exc, delay):
+                    return
+                delay, start = min(delay * 2, 10.0), 0
+
+    def _commit_txn(self, open_: list) -> None:
+        """Commit the open transaction with the offsets after its batches; then they count as written."""
+        txn = self.transactions
+        delay = 0.2
+        while open_:
+            offsets: dict[tuple[str, int], int] = {}
+            for slot, _, _ in open_:
+                for tp, off in slot.batch.offsets.items():
+                    offsets[tp] = max(offsets.get(tp, 0), off + 1)
+            try:
+                txn.commit(offsets, self.source.group_metadata())
+            except Exception as exc:  # noqa: BLE001 - classified in _recover
+                if not self._recover(open_, exc, delay):
+                    return
                 delay = min(delay * 2, 10.0)
+                self._in_txn(open_, 0)
+                continue
+            self.stats.commits += 1
+            for slot, out, letters in open_:
+                self._written(slot, out, letters)
+            return
+
+    def _recover(self, open_: list, exc: BaseException, delay: float) -> bool:
+        """After a failure in the open transaction: abort it, then either have its batches written again in a new
+        one (True, after a back-off) or, when their partitions have moved to another member, drop them (False:
+        the new owner reads them again from the committed offsets). A fenced producer stops the pipeline."""
+        from .transactions import TransactionFenced, classify
+
+        txn = self.transactions
+        verdict = classify(exc)
+        if verdict == "fenced":
+            raise TransactionFenced(f"this worker was replaced (transactional id {txn.transactional_id!r}): {exc}")
+        if verdict == "moved":
+            txn.abort()
+            log.warning("transaction of %d batch(es) aborted: the group moved on (%s); their records go to the "
+                        "partitions' new owner", len(open_), exc)
+            for slot, _, _ in open_:  # written by no one here: let the polling thread stop waiting for them
+                self._in_flight_dropped(slot)
+            open_.clear()
+            return False
+        if verdict == "restart":
+            log.warning("transactional producer failed (%s); starting a new one", exc)
+            txn.restart()
+        else:
+            txn.abort()
+        if self._stop.is_set() and delay > 5:
+            raise exc
+        self._retrying(f"the transaction of {len(open_)} batch(es)", exc, delay)
+        return True
+
+    def _in_flight_dropped(self, slot: _Slot) -> None:
+        self._done.put(slot.batch)  # counts down _in_flight on the polling thread; its offsets are not committed
 
     def _write_rows(self, sink, rows, batch: MicroBatch) -> list[DeadLetter]:
         """`sink.write(rows)`; the rows it can never take come back as dead letters. A sink outage (`SinkError`)

@@ -12,12 +12,15 @@ so a doc_id lands on the same partition whichever client wrote it.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ..sources.confluent import librdkafka_logger
 from .base import Guard, SinkError
+
+if TYPE_CHECKING:
+    from ..transactions import Transactions
 
 __all__ = ["ConfluentDelivery"]
 
@@ -30,18 +33,28 @@ log = logging.getLogger(__name__)
 class ConfluentDelivery:
     """A librdkafka producer plus the failures reported since the last flush."""
 
-    def __init__(self, conf: dict[str, Any], name: str, flush_timeout_s: float | None) -> None:
+    def __init__(self, conf: dict[str, Any], name: str, flush_timeout_s: float | None,
+                 transactions: Transactions | None = None) -> None:
         self.guard = Guard(name)
         self.max_request_size = int(conf.get("message.max.bytes", 1_048_576))
         self.flush_timeout_s = flush_timeout_s
         self._failed: list[KafkaError] = []
+        # exactly-once: write through the pipeline's transactional producer (which it may replace), never an own one
+        self._txn = transactions
         self._conf = {"partitioner": "murmur2_random", "delivery.report.only.error": True,
                       "logger": librdkafka_logger(), **conf, "on_delivery": self._on_delivery}
+        if transactions is not None:
+            self._failed = transactions.failed
+            return
         try:
-            self._producer = Producer(self._conf)
+            self._own = Producer(self._conf)
         except KafkaException as exc:
             raise SinkError(f"{name}: cannot start a Kafka producer for {conf.get('bootstrap.servers')}: {exc}") \
                 from exc
+
+    @property
+    def _producer(self) -> Producer:
+        return self._own if self._txn is None else self._txn.producer
 
     def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
         if err is not None:
@@ -81,6 +94,13 @@ class ConfluentDelivery:
 
     def flush(self) -> None:
         self.guard.check()
+        if self._txn is not None:  # inside a transaction: on failure the pipeline aborts it and writes it again
+            self._failed = self._txn.failed
+            left = self._txn.producer.flush(-1 if self.flush_timeout_s is None else self.flush_timeout_s)
+            if left or self._failed:
+                raise self.guard.error("transactional flush failed", KafkaException(self._failed[0]) if
+                                       self._failed else TimeoutError(f"{left} sends not acknowledged"))
+            return
         left = self._producer.flush(-1 if self.flush_timeout_s is None else self.flush_timeout_s)
         if left:  # drop what is still queued (the caller writes it again), so retries do not pile up behind it
             self._producer.purge(in_queue=True, in_flight=False)
@@ -98,6 +118,8 @@ class ConfluentDelivery:
         self.guard.close_with(self.flush, self._release)
 
     def _release(self) -> None:
+        if self._txn is not None:  # the pipeline closes the shared producer
+            return
         left = self._producer.flush(0)
         if left:
             log.warning("%s: %d messages still in flight at close", self.guard.name, left)

@@ -24,13 +24,13 @@ __all__ = ["build_dead_letter_sink", "build_sink"]
 
 
 def build_sink(cfg: SinkConfig, *, bootstrap: str | None, labels: tuple[str, ...],
-               producer_overrides: Mapping[str, Any] | None = None) -> Sink:
+               producer_overrides: Mapping[str, Any] | None = None, transactions=None) -> Sink:
     """The sink for one `[[sink]]` table. `bootstrap` is the embedded broker's address; it is used only by a Kafka
     sink whose config says bootstrap = "embedded" (an explicit address in the config always wins). `labels` names
-    the model's probabilities in JSON output."""
+    the model's probabilities in JSON output; `transactions` (exactly-once) the producer Kafka sinks write through."""
     if isinstance(cfg, KafkaSinkConfig):
         return KafkaSink(cfg, bootstrap=bootstrap if cfg.embedded else None, labels=labels,
-                         producer_overrides=producer_overrides)
+                         producer_overrides=producer_overrides, transactions=transactions)
     if isinstance(cfg, ParquetSinkConfig):
         return ParquetSink.from_config(cfg)
     if isinstance(cfg, JsonlSinkConfig):
@@ -41,11 +41,12 @@ def build_sink(cfg: SinkConfig, *, bootstrap: str | None, labels: tuple[str, ...
 
 
 def build_dead_letter_sink(cfg: DeadLetterConfig, *, bootstrap: str | None,
-                           producer_overrides: Mapping[str, Any] | None = None) -> DeadLetterSink:
-    """The sink for `[dead_letter]`; `bootstrap` as for `build_sink`."""
+                           producer_overrides: Mapping[str, Any] | None = None,
+                           transactions=None) -> DeadLetterSink:
+    """The sink for `[dead_letter]`; `bootstrap` and `transactions` as for `build_sink`."""
     if isinstance(cfg, KafkaDeadLetterConfig):
         return KafkaDeadLetterSink(cfg, bootstrap=bootstrap if cfg.embedded else None,
-                                   producer_overrides=producer_overrides)
+                                   producer_overrides=producer_overrides, transactions=transactions)
     if isinstance(cfg, JsonlDeadLetterConfig):
         return JsonlDeadLetterSink(cfg.path, cfg.max_payload_bytes)
     raise TypeError(f"no dead-letter sink for {type(cfg).__name__}")

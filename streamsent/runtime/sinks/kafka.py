@@ -144,14 +144,14 @@ class _Delivery:
 
 
 def _delivery(cfg: KafkaSinkConfig | KafkaDeadLetterConfig, bootstrap: str | None,
-              overrides: Mapping[str, Any] | None, name: str, flush_timeout_s: float | None):
+              overrides: Mapping[str, Any] | None, name: str, flush_timeout_s: float | None, transactions=None):
     """The producer for `cfg.client`; `overrides` are that client's own settings (kafka-python kwargs or
-    librdkafka's dotted names)."""
-    if cfg.client == "confluent":
+    librdkafka's dotted names); `transactions`: exactly-once, write through its transactional producer."""
+    if cfg.client == "confluent" or transactions is not None:
         from .confluent import ConfluentDelivery
 
         return ConfluentDelivery({**cfg.confluent_producer_conf(bootstrap), **(overrides or {})}, name,
-                                 flush_timeout_s)
+                                 flush_timeout_s, transactions)
     return _Delivery({**cfg.producer_kwargs(bootstrap), **(overrides or {})}, name, flush_timeout_s)
 
 
@@ -164,11 +164,12 @@ class KafkaSink:
     """
 
     def __init__(self, cfg: KafkaSinkConfig, *, bootstrap: str | None = None, labels: tuple[str, ...] = (),
-                 producer_overrides: Mapping[str, Any] | None = None, flush_timeout_s: float | None = None) -> None:
+                 producer_overrides: Mapping[str, Any] | None = None, flush_timeout_s: float | None = None,
+                 transactions=None) -> None:
         self.topic = cfg.topic
         self.labels = labels
         self._delivery = _delivery(cfg, bootstrap, producer_overrides, f"kafka sink (topic {cfg.topic!r})",
-                                   flush_timeout_s)
+                                   flush_timeout_s, transactions)
 
     def write(self, rows: pa.Table) -> None:
         self._delivery.guard.check()
@@ -195,11 +196,12 @@ class KafkaDeadLetterSink:
     """
 
     def __init__(self, cfg: KafkaDeadLetterConfig, *, bootstrap: str | None = None,
-                 producer_overrides: Mapping[str, Any] | None = None, flush_timeout_s: float | None = None) -> None:
+                 producer_overrides: Mapping[str, Any] | None = None, flush_timeout_s: float | None = None,
+                 transactions=None) -> None:
         self.topic = cfg.topic
         self.max_payload_bytes = cfg.max_payload_bytes
         self._delivery = _delivery(cfg, bootstrap, producer_overrides,
-                                   f"kafka dead-letter sink (topic {cfg.topic!r})", flush_timeout_s)
+                                   f"kafka dead-letter sink (topic {cfg.topic!r})", flush_timeout_s, transactions)
 
     def _value(self, letter: DeadLetter) -> bytes:
         envelope = letter.envelope(self.max_payload_bytes)

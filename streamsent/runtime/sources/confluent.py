@@ -176,6 +176,11 @@ class ConfluentSource:
     def assignment(self) -> list[Partition]:
         return sorted(self._assigned)
 
+    def group_metadata(self) -> object:
+        """The consumer's group metadata (group, generation, member) for `send_offsets_to_transaction`: a commit
+        made with it is refused once the group has moved on, which is what fences a replaced worker."""
+        return self._consumer.consumer_group_metadata()
+
     def lag(self) -> dict[Partition, int]:
         """Messages not yet read, per assigned partition whose high watermark is known (after its first fetch)."""
         tps = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
