@@ -27,11 +27,13 @@ from .metrics import Metrics
 from .pipeline import Pipeline, PipelineStats
 from .records import DocFields
 
-__all__ = ["ReplayError", "check_state_model", "replay_into", "replay_message", "run_pipeline", "sample_file"]
+__all__ = ["ReplayError", "check_config", "check_model_path", "check_state_model", "replay_into", "replay_message",
+           "run_pipeline", "sample_file"]
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ..models.config import ModelConfig
     from ..models.model import Model
     from .state.live import LiveState
     from .transactions import Transactions
@@ -141,6 +143,7 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
     from .sinks import build_dead_letter_sink, build_sink
     from .sources import build_source
 
+    check_config(cfg)  # what can be checked without a broker fails before one starts, as in check-config
     with ExitStack() as stack:
         bootstrap = None
         replay: _Replay | None = None
@@ -282,7 +285,7 @@ def _live_state(cfg: PipelineConfig, model: Model, bootstrap: str | None) -> Liv
     try:
         scorer = KeyedScorer.from_config(model, st)
     except ConfigError as exc:
-        raise ConfigError(f"{cfg.path}: {exc}" if cfg.path is not None else str(exc)) from None
+        raise ConfigError(_in_file(cfg, str(exc))) from None
     changelog = None
     if st.uses_changelog(cfg.source):
         from .state.changelog import Changelog
@@ -297,23 +300,59 @@ def _live_state(cfg: PipelineConfig, model: Model, bootstrap: str | None) -> Liv
     return live
 
 
-def check_state_model(cfg: PipelineConfig) -> bool:
-    """For `check-config`: with `[state] enabled`, refuse (ConfigError naming [state]) a model that cannot carry
-    state, reading only its config.json. False when the model is not found here (`run` checks it when it loads)."""
-    if not cfg.state.enabled:
-        return True
+def check_config(cfg: PipelineConfig) -> ModelConfig:
+    """Every check `run` makes before it touches a broker, in the order it makes them; `check-config` runs exactly
+    these. Returns the model's config. Each failure is a ConfigError naming the config file and the key:
+
+    - `model.path`: a model directory or built-in name whose config.json reads (the weights load when `run` does);
+    - `[state]`: with `enabled`, a model that can score conversations (`check_state_model`);
+    - `source.path`: for a file source, a file, directory or glob that holds input (the source's own expansion);
+    - `embedded.replay`: the file, or bundled sample, to replay.
+    """
+    model_cfg = check_model_path(cfg)
+    check_state_model(cfg, model_cfg)
+    if isinstance(cfg.source, FileSourceConfig):
+        from .sources import build_source
+
+        try:
+            build_source(cfg.source).close()  # expands the path as the run will; reads no row
+        except StreamsentError as exc:
+            raise ConfigError(_in_file(cfg, f"source.path = {cfg.source.path!r}: {exc}")) from None
+    if cfg.embedded is not None:
+        try:
+            cfg.embedded.replay_file()
+        except ConfigError as exc:
+            raise ConfigError(_in_file(cfg, str(exc))) from None
+    return model_cfg
+
+
+def check_model_path(cfg: PipelineConfig) -> ModelConfig:
+    """The config.json of the model `[model] path` names (a directory or a built-in name), or a ConfigError naming
+    `model.path`."""
     from ..errors import ModelFormatError
     from ..models.config import ModelConfig
     from ..models.model import _resolve
-    from .state import check_model
 
     try:
         path = _resolve(cfg.model.path) / "config.json"
-        model_cfg = ModelConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
-    except (ModelFormatError, OSError, ValueError):
-        return False
+        return ModelConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
+    except (ModelFormatError, OSError, ValueError) as exc:
+        raise ConfigError(_in_file(cfg, f"model.path = {cfg.model.path!r}: {exc}")) from None
+
+
+def check_state_model(cfg: PipelineConfig, model_cfg: ModelConfig) -> None:
+    """With `[state] enabled`, refuse (ConfigError naming [state]) a model that cannot carry state; the same
+    check (`state.check_model`) that `run` makes on the loaded model."""
+    if not cfg.state.enabled:
+        return
+    from .state import check_model
+
     try:
         check_model(model_cfg, cfg.state.window)
     except ConfigError as exc:
-        raise ConfigError(f"{cfg.path}: {exc}" if cfg.path is not None else str(exc)) from None
-    return True
+        raise ConfigError(_in_file(cfg, str(exc))) from None
+
+
+def _in_file(cfg: PipelineConfig, message: str) -> str:
+    """`message` prefixed with the config file it is about, as the config loader's errors are."""
+    return f"{cfg.path}: {message}" if cfg.path is not None else message
