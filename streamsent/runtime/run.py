@@ -99,20 +99,24 @@ def replay_into(bootstrap: str, topic: str, path: Path, rate: float, stop: threa
     from kafka.errors import KafkaError
 
     try:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5,
-                                 bootstrap_timeout_ms=int(REPLAY_BOOTSTRAP_TIMEOUT_S * 1000),
-                                 max_block_ms=int(2 * REPLAY_BOOTSTRAP_TIMEOUT_S * 1000))
-    except KafkaError as exc:
-        raise ReplayError(f"no Kafka broker answered at {bootstrap} within {REPLAY_BOOTSTRAP_TIMEOUT_S:g} s "
-                          f"({type(exc).__name__})") from None
+        f = open(path, "rb")  # before connecting: a file that is not there needs no broker to say so
+    except OSError as exc:
+        raise ReplayError(f"cannot read {path}: {exc.strerror or exc}") from None
     sent = 0
     failed: list[str] = []  # "line N: why", in the order the failures were seen
 
     def refused(number: int) -> Callable[[BaseException], None]:
         return lambda exc: failed.append(f"line {number}: {exc}")
 
-    try:
-        with open(path, "rb") as f:
+    with f:
+        try:
+            producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5,
+                                     bootstrap_timeout_ms=int(REPLAY_BOOTSTRAP_TIMEOUT_S * 1000),
+                                     max_block_ms=int(2 * REPLAY_BOOTSTRAP_TIMEOUT_S * 1000))
+        except KafkaError as exc:
+            raise ReplayError(f"no Kafka broker answered at {bootstrap} within {REPLAY_BOOTSTRAP_TIMEOUT_S:g} s "
+                              f"({type(exc).__name__})") from None
+        try:
             for number, line in iter_lines(f):
                 if stop.is_set():
                     break
@@ -125,9 +129,11 @@ def replay_into(bootstrap: str, topic: str, path: Path, rate: float, stop: threa
                     sent += 1
                 if rate > 0:
                     stop.wait(1.0 / rate)
-        producer.flush()
-    finally:
-        producer.close()
+            producer.flush()
+        except OSError as exc:
+            raise ReplayError(f"cannot read {path}: {exc.strerror or exc}") from None
+        finally:
+            producer.close()
     if failed:
         raise ReplayError(f"{len(failed)} line(s) of {path} were not accepted by {bootstrap} (topic {topic}); "
                           f"first: {failed[0]}")

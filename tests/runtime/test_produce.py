@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 
+import pytest
 from kafka import KafkaConsumer
 
 from streamsent.cli import main
 from streamsent.runtime.broker import free_port
 from streamsent.runtime.config import config_from_dict
-from streamsent.runtime.run import run_pipeline
+from streamsent.runtime.run import ReplayError, replay_into, run_pipeline
 
 from .helpers import FAST_GROUP, require_backend
 
@@ -98,6 +100,14 @@ def test_produce_to_no_broker_fails_fast_with_one_line_naming_the_address(tmp_pa
     assert len(err) == 1 and err[0].startswith("streamsent: error: ") and address in err[0], err
     assert "Traceback" not in run.stderr
     assert time.monotonic() - t0 < 15  # the interpreter and imports take ~2 s, the bootstrap timeout 5 s
+
+
+def test_a_replay_file_that_cannot_be_read_is_named_before_any_broker_is_asked(tmp_path):
+    gone = tmp_path / "gone.jsonl"  # e.g. removed between the config check and the replay
+    t0 = time.monotonic()
+    with pytest.raises(ReplayError, match=f"cannot read {gone}: No such file or directory"):
+        replay_into(f"127.0.0.1:{free_port()}", "t", gone, 0.0, threading.Event())
+    assert time.monotonic() - t0 < 2  # not the bootstrap timeout
 
 
 def test_produce_reports_a_line_the_broker_refuses_and_sends_the_rest(broker, fresh_topic, tmp_path, capsys):
