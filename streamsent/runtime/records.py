@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import re
 import time
@@ -17,6 +18,8 @@ from typing import Annotated, Any
 
 import msgspec
 import pyarrow as pa
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Record", "Doc", "DeadLetter", "DocFields", "decode_record", "SCORED_COLUMNS", "REASONS"]
 
@@ -37,6 +40,7 @@ REASONS = {
     "too_large": "the message is larger than the pipeline accepts",
     "token_out_of_range": "a token id is outside the model's vocabulary",
     "undecodable": "the source could not read the message (e.g. an unknown compression)",
+    "decode_failed": "decoding the message failed unexpectedly (a bug in streamsent: please report it)",
     "scoring_failed": "the model could not score the document",
     "sink_rejected": "a sink could not take the scored row (e.g. its message is over the topic's size limit)",
 }
@@ -161,7 +165,11 @@ def decode_record(record: Record, fields: DocFields = DocFields(), max_bytes: in
                 m.text is None or m.text.strip()):
             key = None if record.key is None else record.key.decode("utf-8", "replace")
             return Doc(str(m.doc_id), key, m.text, m.tokens, {}, record)
-    return _decode_full(record, fields, max_bytes)
+    try:
+        return _decode_full(record, fields, max_bytes)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, it belongs to this record: never to the partition
+        log.exception("decoding a record failed unexpectedly")
+        return _bad(record, "decode_failed", f"{type(exc).__name__}: {exc}")
 
 
 def _decode_full(record: Record, fields: DocFields, max_bytes: int) -> Doc | DeadLetter:

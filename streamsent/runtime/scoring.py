@@ -56,22 +56,45 @@ def score_docs(model: Model, docs: list[Doc], *, attention: bool = False) -> tup
             good.append(d)
     try:
         scored = _predict(model, good) if good else None
-    except (StreamsentError, ValueError) as exc:
-        log.warning("batch of %d failed to score (%s); scoring one at a time", len(good), exc)
-        kept, tables = [], []
-        for d in good:
-            try:
-                tables.append(_predict(model, [d]))
-                kept.append(d)
-            except (StreamsentError, ValueError) as one:
-                letters.append(DeadLetter(d.record, "scoring_failed", str(one)))
-        good, scored = kept, (pa.concat_tables(tables) if tables else None)
+    except MemoryError:  # the machine's, not the input's: stop (nothing after this batch is written)
+        raise
+    except Exception as exc:  # noqa: BLE001 - find the documents it belongs to
+        log.warning("batch of %d failed to score (%r); scoring one at a time", len(good), exc)
+        good, scored = _one_at_a_time(model, good, letters, exc)
+    if scored is not None and scored.column("label").null_count:  # no word to score (Model.predict's rule)
+        unscored = scored.column("label").is_null().to_numpy(zero_copy_only=False)
+        letters.extend(DeadLetter(d.record, "empty_text", "the document has no token to score (empty, only "
+                                  "whitespace or punctuation, or empty sentences)")
+                       for d, u in zip(good, unscored, strict=True) if u)
+        good = [d for d, u in zip(good, unscored, strict=True) if not u]
+        scored = scored.filter(pa.array(~unscored))
     rows = _rows(model, good, scored)
     if attention and good and scored is not None:
         for name in ("word_attention", "sentence_attention"):
             if name in scored.column_names:
                 rows = rows.append_column(name, scored.column(name))
     return rows, letters
+
+
+def _one_at_a_time(model: Model, docs: list[Doc], letters: list[DeadLetter],
+                   batch_error: BaseException) -> tuple[list[Doc], pa.Table | None]:
+    """Score each document alone; those that still fail become `scoring_failed` letters. When every document of
+    a batch of several fails, the fault is not theirs (a broken model, memory): that is raised, not blamed on
+    the input, so the pipeline stops instead of dead-lettering the whole stream."""
+    kept, tables, failed = [], [], []
+    for d in docs:
+        try:
+            tables.append(_predict(model, [d]))
+            kept.append(d)
+        except MemoryError:
+            raise
+        except Exception as one:  # noqa: BLE001 - this document's own failure
+            failed.append(DeadLetter(d.record, "scoring_failed", f"{type(one).__name__}: {one}"))
+    if len(docs) > 1 and not kept:
+        raise StreamsentError(f"every document of a batch of {len(docs)} failed to score, also one at a time: "
+                              f"{batch_error!r}") from batch_error
+    letters.extend(failed)
+    return kept, (pa.concat_tables(tables) if tables else None)
 
 
 def scored_columns(model: Model, docs: list[Doc], label: pa.Array, score: pa.Array,

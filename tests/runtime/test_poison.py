@@ -142,3 +142,36 @@ def test_a_sink_outage_is_still_retried_and_shown(tmp_path: Path, model) -> None
     snap = metrics.snapshot(latest=False)
     assert snap.write_retries == 2 and snap.write_error is None  # recovered
 
+
+
+class _Allergic:
+    """The real model, except that it raises (an error that is no StreamsentError) on one document's text."""
+
+    def __init__(self, model, poison: str) -> None:
+        self._model, self._poison = model, poison
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def predict(self, docs, **kwargs):
+        if self._poison in docs.column("text").to_pylist():
+            raise IndexError("a bug this one document sets off")
+        return self._model.predict(docs, **kwargs)
+
+
+def test_a_document_the_model_fails_on_is_dead_lettered_and_its_batch_goes_on(tmp_path: Path, model) -> None:
+    """Any error one document reproduces alone is that document's: `scoring_failed`, the others are scored; an
+    error that every document of a batch reproduces is the model's, and stops the pipeline (tested with a broken
+    model in test_pipeline)."""
+    texts = ["a fine film", "poison pill", "dull and long", "", "\u200b\u200b", "!!!"]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"doc_id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    cfg = config_from_dict({"source": {"type": "jsonl", "path": str(path)}, "sink": [{"type": "stdout"}]})
+    sink, dead = MemorySink(), MemoryDeadLetterSink()
+    Pipeline(build_source(cfg.source), _Allergic(model, "poison pill"), [sink], dead, max_docs=16).run()
+    assert sink.table().column("doc_id").to_pylist() == ["p0", "p2"]
+    reasons = {x.record.row: x.reason for x in dead.letters}
+    assert reasons[2] == "scoring_failed" and "IndexError" in next(x.detail for x in dead.letters
+                                                                   if x.record.row == 2)
+    # no word to score, whichever way it is empty: the same empty_text as Model.predict's null label
+    assert [reasons[r] for r in (4, 5, 6)] == ["empty_text"] * 3
