@@ -71,7 +71,13 @@ from streamsent.runtime.config import PipelineConfig, config_from_dict
 from streamsent.runtime.pipeline import Pipeline
 from streamsent.runtime.records import DocFields, Record, decode_record
 from streamsent.runtime.scoring import score_docs
-from streamsent.runtime.sinks import MemoryDeadLetterSink, build_sink, encode_json, row_objects
+from streamsent.runtime.sinks import (
+    MemoryDeadLetterSink,
+    build_dead_letter_sink,
+    build_sink,
+    encode_json,
+    row_objects,
+)
 from streamsent.runtime.sources import build_source
 
 SAMPLE = Path(streamsent.__file__).parent / "data" / "samples" / "imdb-sample.jsonl"
@@ -126,11 +132,17 @@ def texts_of(msgs: Sequence[Message]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 # Kafka plumbing
 # ---------------------------------------------------------------------------------------------------------------
-def bench_config(bootstrap: str, in_topic: str, out_topic: str, group: str) -> PipelineConfig:
-    """The config `streamsent run` would get; STREAMSENT__... overrides in the environment apply."""
-    raw = {"source": {"type": "kafka", "bootstrap": [bootstrap], "topics": [in_topic], "group_id": group,
-                      "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
-           "sink": [{"type": "kafka", "bootstrap": [bootstrap], "topic": out_topic, "client_id": "streamsent-sink"}]}
+def bench_config(bootstrap: str, in_topic: str, out_topic: str, group: str,
+                 dead_topic: str | None = None) -> PipelineConfig:
+    """The config `streamsent run` would get; STREAMSENT__... overrides in the environment apply. With
+    `dead_topic`: exactly-once (`[delivery]`), dead letters to that topic (a transaction holds them too)."""
+    raw: dict = {"source": {"type": "kafka", "bootstrap": [bootstrap], "topics": [in_topic], "group_id": group,
+                            "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
+                 "sink": [{"type": "kafka", "bootstrap": [bootstrap], "topic": out_topic,
+                           "client_id": "streamsent-sink"}]}
+    if dead_topic is not None:
+        raw["delivery"] = {"guarantee": "exactly-once"}
+        raw["dead_letter"] = {"type": "kafka", "topic": dead_topic}
     return config_from_dict(raw, source="<bench>", environ=os.environ)
 
 
@@ -152,10 +164,12 @@ def produce_all(bootstrap: str, topic: str, msgs: Sequence[Message]) -> None:
 
 
 def read_topic(bootstrap: str, topic: str, partitions: int, n: int, timeout_s: float = 120.0,
-               client_id: str = "bench-read") -> list:
-    """The first `n` messages of a topic (all partitions, no group), or fewer if `timeout_s` passes first."""
+               client_id: str = "bench-read", committed: bool = False) -> list:
+    """The first `n` messages of a topic (all partitions, no group), or fewer if `timeout_s` passes first;
+    `committed`: as a read_committed consumer sees them."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             fetch_max_wait_ms=50, client_id=client_id)
+                             fetch_max_wait_ms=50, client_id=client_id,
+                             isolation_level="read_committed" if committed else "read_uncommitted")
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         consumer.seek_to_beginning()
@@ -374,16 +388,22 @@ def model_alone_in(env: dict[str, str], size: str, n: int, max_docs: int) -> flo
 # ---------------------------------------------------------------------------------------------------------------
 def build_pipeline(cfg: PipelineConfig, model, bootstrap: str, sink_wrap: Callable | None = None,
                    source_wrap: Callable | None = None) -> tuple[Pipeline, list]:
-    """Source, sink and Pipeline as `runtime.run.run_pipeline` builds them (dead letters kept in memory)."""
+    """Source, sink and Pipeline as `runtime.run.run_pipeline` builds them (dead letters kept in memory, or, under
+    exactly-once, in the transaction with everything else)."""
+    from streamsent.runtime.run import _transactions
+
     source = build_source(cfg.source, bootstrap=bootstrap)
-    sink = build_sink(cfg.sinks[0], bootstrap=bootstrap, labels=model.labels)
+    txn = _transactions(cfg, bootstrap)
+    sink = build_sink(cfg.sinks[0], bootstrap=bootstrap, labels=model.labels, transactions=txn)
+    dead = MemoryDeadLetterSink() if txn is None else build_dead_letter_sink(cfg.dead_letter, bootstrap=bootstrap,
+                                                                             transactions=txn)
     src, snk = cfg.source, cfg.batch
     fields = DocFields(src.doc_id_field, src.text_field, src.tokens_field, "key")
     pipe = Pipeline(source_wrap(source) if source_wrap else source, model, [sink_wrap(sink) if sink_wrap else sink],
-                    MemoryDeadLetterSink(), max_docs=snk.max_docs, max_tokens=snk.max_tokens,
+                    dead, max_docs=snk.max_docs, max_tokens=snk.max_tokens,
                     max_wait_ms=snk.max_wait_ms, queue_size=snk.queue_size, fields=fields, threads=cfg.model.threads,
-                    scorers=cfg.model.scorers)
-    return pipe, [sink, source]
+                    scorers=cfg.model.scorers, transactions=txn)
+    return pipe, [sink, dead, *([txn] if txn is not None else []), source]
 
 
 def _close(parts: list) -> None:
@@ -392,16 +412,18 @@ def _close(parts: list) -> None:
 
 
 def _check_dead(pipe: Pipeline) -> None:
-    if pipe.dead_letter.letters:
+    if pipe.stats.dead_letters:
         raise RuntimeError(f"dead letters in a clean workload: {pipe.stats.dead_letters}")
 
 
 def pipeline_max(broker: EmbeddedBroker, model, msgs: Sequence[Message], partitions: int,
-                 instrument: Instruments | None = None) -> float:
-    """docs/s of the pipeline on pre-produced input, first to last output message."""
-    a, b = fresh_topics(broker, partitions, "pipe-in", "pipe-out")
+                 instrument: Instruments | None = None, exactly_once: bool = False) -> float:
+    """docs/s of the pipeline on pre-produced input, first to last output message (under exactly-once: of the
+    committed output, read as a read_committed consumer reads it)."""
+    a, b, dead = fresh_topics(broker, partitions, "pipe-in", "pipe-out", "pipe-dead")
     produce_all(broker.bootstrap, a, msgs)
-    cfg = bench_config(broker.bootstrap, a, b, f"bench-pipe-{uuid.uuid4().hex[:8]}")
+    cfg = bench_config(broker.bootstrap, a, b, f"bench-pipe-{uuid.uuid4().hex[:8]}",
+                       dead_topic=dead if exactly_once else None)
     if instrument:
         pipe, parts = build_pipeline(cfg, instrument.model_proxy(), broker.bootstrap, instrument.sink_proxy,
                                      instrument.source_proxy)
@@ -418,7 +440,7 @@ def pipeline_max(broker: EmbeddedBroker, model, msgs: Sequence[Message], partiti
         watchdog.cancel()
         _close(parts)
     _check_dead(pipe)
-    out = read_topic(broker.bootstrap, b, partitions, len(msgs))
+    out = read_topic(broker.bootstrap, b, partitions, len(msgs), committed=exactly_once)
     ids = {json.loads(m.value)["doc_id"] for m in out}
     if len(out) != len(msgs) or len(ids) != len(msgs):
         raise RuntimeError(f"pipeline: {len(out)} outputs, {len(ids)} distinct doc_ids for {len(msgs)} inputs")
@@ -796,8 +818,9 @@ def main() -> None:
     for line in lines:
         print(line, flush=True)
     table = ["", f"| size | client ceiling ({src.client}) msgs/s | model alone docs/s | pipeline docs/s (max) | "
-             "pipeline ÷ min(a, b) | offered rate msgs/s | p50 ms | p99 ms |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "pipeline ÷ min(a, b) | exactly-once docs/s (max) | exactly-once ÷ at-least-once | offered rate msgs/s "
+             "| p50 ms | p99 ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     notes: list[str] = []
     diag: list[str] = []
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
@@ -805,16 +828,19 @@ def main() -> None:
         for size in sizes:
             msgs = messages(docs[size], n_msgs[size], size)
             texts = texts_of(msgs)
-            runs: dict[str, list[float]] = {"a": [], "b1": [], "b2": [], "c": []}
+            runs: dict[str, list[float]] = {"a": [], "b1": [], "b2": [], "c": [], "e": []}
             for r in range(repeats):  # interleaved, so that load from elsewhere falls on all three alike
                 runs["a"].append(client_ceiling(broker, msgs, args.partitions))
                 runs["b1"].append(model_alone(model, texts, bat.max_docs))
                 runs["b2"].append(model_alone_side_by_side(model, texts, bat.max_docs, SIDE_BY_SIDE))
                 runs["c"].append(pipeline_max(broker, model, msgs, args.partitions))
+                runs["e"].append(pipeline_max(broker, model, msgs, args.partitions, exactly_once=True))
                 print(f"  {size} repeat {r + 1}: a {runs['a'][-1]:,.0f} msgs/s, b {runs['b1'][-1]:,.0f} docs/s "
                       f"(one thread, all cores) / {runs['b2'][-1]:,.0f} ({SIDE_BY_SIDE} threads side by side), "
-                      f"c {runs['c'][-1]:,.0f} docs/s", flush=True)
-            a, b1, b2, c = (_med(runs[k]) for k in ("a", "b1", "b2", "c"))
+                      f"c {runs['c'][-1]:,.0f} docs/s, exactly-once {runs['e'][-1]:,.0f} docs/s "
+                      f"({runs['e'][-1] / runs['c'][-1]:.0%} of c)", flush=True)
+            a, b1, b2, c, e = (_med(runs[k]) for k in ("a", "b1", "b2", "c", "e"))
+            eos_pairs = [x / y for x, y in zip(runs["e"], runs["c"], strict=True)]
             b = max(b1, b2)  # the model at its best, whichever way the pipeline is configured
             notes.append(f"{size}: model alone {b1:,.0f} docs/s from one thread on all cores, {b2:,.0f} from "
                          f"{SIDE_BY_SIDE} threads side by side (medians); (b) is the higher")
@@ -838,13 +864,16 @@ def main() -> None:
                 notes.append(f"{size}: offered {rate:,.0f} msgs/s is above the pipeline's max {c:,.0f} docs/s, so the "
                              "latency run is overloaded (queues grow for the whole run)")
             ratio = c / min(a, b)
+            eos = _med(eos_pairs)  # the median of the side-by-side pairs: load from elsewhere falls on both alike
             row = (f"| {size} | {a:,.0f} | {b:,.0f} | {c:,.0f} | {ratio:.0%}{'' if ratio >= 0.8 else ' ✗'} | "
-                   f"{rate:,.0f} | {_med([x.p50_ms for x in lat]):,.0f} | {_med([x.p99_ms for x in lat]):,.0f} |")
+                   f"{e:,.0f} | {eos:.0%}{'' if eos >= 0.85 else ' ✗'} | {rate:,.0f} | "
+                   f"{_med([x.p50_ms for x in lat]):,.0f} | {_med([x.p99_ms for x in lat]):,.0f} |")
             print(row, flush=True)
             table.append(row)
             if not args.no_diagnose:
                 diag += diagnose(broker, model, msgs, size, args.partitions, bat.max_docs, c)
-    out = lines + table + [""] + [f"- {n}" for n in notes] + ["", "target: pipeline ≥ 80 % of min(a, b) (issue 4)"]
+    out = lines + table + [""] + [f"- {n}" for n in notes] + ["", "target: pipeline ≥ 80 % of min(a, b) (issue 4); "
+                                                               "exactly-once ≥ 85 % of at-least-once (issue 14)"]
     print("\n".join(table))
     for n in notes:
         print(f"note: {n}")
