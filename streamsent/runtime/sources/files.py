@@ -34,6 +34,7 @@ import pyarrow.ipc
 
 from ...errors import ConfigError
 from ..config import FileSourceConfig
+from ..jsonlines import strip_bom
 from ..records import Record
 from ..score import bounded_scan, open_dataset
 from .base import Partition, RebalanceHandler, SourceError, check_forward
@@ -46,7 +47,6 @@ STDIN_NAME = "<stdin>"
 _ARROW_SUFFIXES = (".arrow", ".arrows", ".feather", ".ipc")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 _ARROW_FILE_MAGIC = b"ARROW1"
-_BOM = b"\xef\xbb\xbf"
 
 
 def expand_paths(path: str, suffixes: tuple[str, ...], what: str) -> list[str]:
@@ -247,8 +247,8 @@ class _LineReader:
         self.line += 1
         if raw.endswith(b"\r") and next_pos > end:
             raw = raw[:-1]  # CRLF line ending
-        if self.line == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM):]
+        if self.line == 1:
+            raw = strip_bom(raw)
         return self.line, raw
 
     def _ready(self, timeout_s: float) -> bool:
