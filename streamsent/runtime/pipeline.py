@@ -49,6 +49,7 @@ __all__ = ["Pipeline", "PipelineStats"]
 log = logging.getLogger(__name__)
 
 _STOP = object()
+_TXN_IDLE_S = 0.1  # exactly-once: commit the open transaction once no batch came for this long (output latency)
 
 
 @dataclass
@@ -368,26 +369,29 @@ class Pipeline:
         txn = self.transactions
         assert txn is not None
         open_: list[tuple[_Slot, object, list[DeadLetter]]] = []  # written into the open transaction
-        opened = 0.0
+        opened = last = 0.0
+        idle_s = min(self.commit_interval_s, _TXN_IDLE_S)
         try:
             while True:
                 try:
-                    slot = self._to_write.get(timeout=0.02 if open_ else 0.1)
+                    slot = self._to_write.get(timeout=0.01 if open_ else 0.1)
                 except queue.Empty:
                     slot = None
                 if slot is _STOP:
                     if open_:
                         self._commit_txn(open_)
                     return
+                now = time.monotonic()
                 if slot is not None:
                     if (out := self._scored(slot)) is _STOP:
                         return
                     if not open_:
-                        opened = time.monotonic()
+                        opened = now
+                    last = now
                     open_.append((slot, out, []))
                     self._in_txn(open_, len(open_) - 1)
-                due = time.monotonic() - opened >= self.commit_interval_s or self._commit_now.is_set()
-                if open_ and (due or (slot is None and self._to_write.empty())):
+                if open_ and (now - opened >= self.commit_interval_s or now - last >= idle_s
+                              or self._commit_now.is_set()):
                     self._commit_txn(open_)
                     open_ = []
         except BaseException as exc:  # noqa: BLE001
