@@ -75,7 +75,7 @@ class Pipeline:
                  on_batch: Callable[[MicroBatch, object], None] | None = None,
                  commit_interval_s: float = 0.5, metrics: Metrics | None = None, threads: int = 0,
                  scorers: int = 2, state: LiveState | None = None, tune_gc: bool = True,
-                 transactions: Transactions | None = None) -> None:
+                 transactions: Transactions | None = None, stop: threading.Event | None = None) -> None:
         self.source, self.model, self.sinks, self.dead_letter = source, model, list(sinks), dead_letter
         # batches scored at once, each on its own thread; one with conversation state (a key's messages must be
         # scored in order) or where Numba's threading layer cannot take launches from two threads (workqueue)
@@ -99,7 +99,7 @@ class Pipeline:
         self._to_write: queue.Queue = queue.Queue(2 * queue_size + self.scorers)  # the same _Slots, in read order
         self._done: queue.Queue = queue.Queue()  # batches durably written, in order
         self._in_flight = 0  # batches handed to the scorer and not yet committed
-        self._stop = threading.Event()
+        self._stop = stop if stop is not None else threading.Event()  # set: drain and return (stop())
         self._failed: BaseException | None = None
         self._threads: list[threading.Thread] = []
         self._pending: dict[tuple[str, int], int] = {}  # next offsets of finished batches, not yet committed

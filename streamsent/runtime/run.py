@@ -143,9 +143,10 @@ def replay_into(bootstrap: str, topic: str, path: Path, rate: float, stop: threa
 
 def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
                  install_signal_handlers: bool = True, on_batch=None, dashboard: Console | None = None,
-                 metrics: Metrics | None = None) -> PipelineStats:
+                 metrics: Metrics | None = None, stop: threading.Event | None = None) -> PipelineStats:
     """Run the pipeline `cfg` describes until it stops; `dashboard`: a terminal Console to show the live dashboard
-    on; `metrics`: a recorder to feed (one is made when the dashboard or `[metrics] port` needs it)."""
+    on; `metrics`: a recorder to feed (one is made when the dashboard or `[metrics] port` needs it); `stop`: an
+    event another thread sets to end the run as SIGTERM does (drain, commit, return)."""
     from .sinks import build_dead_letter_sink, build_sink
     from .sources import build_source
 
@@ -202,7 +203,7 @@ def run_pipeline(cfg: PipelineConfig, *, stop_after_idle_s: float | None = None,
         pipeline = Pipeline(source, model, sinks, dead, max_docs=cfg.batch.max_docs, max_tokens=cfg.batch.max_tokens,
                             max_wait_ms=cfg.batch.max_wait_ms, queue_size=cfg.batch.queue_size, fields=fields,
                             on_batch=on_batch, metrics=metrics, threads=cfg.model.threads,
-                            scorers=cfg.model.scorers, state=state, transactions=transactions,
+                            scorers=cfg.model.scorers, state=state, transactions=transactions, stop=stop,
                             # with a checkpoint dir, offsets are committed with each checkpoint
                             commit_interval_s=cfg.state.checkpoint_interval_s if state is not None
                             and cfg.state.dir is not None else 0.5)

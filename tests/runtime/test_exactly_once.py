@@ -6,6 +6,7 @@ The kill -9 torture with exactly-once lives beside the at-least-once one (test_t
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections import Counter
@@ -32,25 +33,72 @@ def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]]
     assert p.flush(30) == 0
 
 
-def read_committed(bootstrap: str, topic: str, partitions: int, *, idle_s: float = 3.0,
-                   timeout_s: float = 60.0) -> list[bytes]:
-    """Every committed message of `topic` (a read_committed consumer, from the start), read until nothing new
-    arrived for `idle_s`."""
+def read_committed(bootstrap: str, topic: str, partitions: int, *, at_least: int = 0, to_end: bool = True,
+                   idle_s: float = 1.0, timeout_s: float = 120.0) -> list[bytes]:
+    """Every committed message of `topic` (a read_committed consumer, from the start).
+
+    Reads until it holds `at_least` messages and, with `to_end`, has read every partition up to its high watermark
+    (past the last transaction's marker: whatever comes later was written later), then `idle_s` more; without
+    `to_end` (an open transaction holds the reader back for good) only until nothing new came for `idle_s`. Gives
+    up after `timeout_s`, returning what it has: the caller's assertion then says what is missing."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
                   "isolation.level": "read_committed", "enable.auto.commit": False,
                   "auto.offset.reset": "earliest"})
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    tps = [TopicPartition(topic, p, 0) for p in range(partitions)]
+    c.assign(tps)
     out: list[bytes] = []
     last, deadline = time.monotonic(), time.monotonic() + timeout_s
+
+    def at_end() -> bool:
+        positions = c.position([TopicPartition(topic, p) for p in range(partitions)])
+        return all(tp.offset >= c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)[1]
+                   for tp in positions)
+
     try:
-        while time.monotonic() - last < idle_s and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             for m in c.consume(500, 0.2):
                 if m.error() is None:
                     out.append(m.value())
                     last = time.monotonic()
+            if len(out) >= at_least and time.monotonic() - last >= idle_s and (not to_end or at_end()):
+                break
     finally:
         c.close()
     return out
+
+
+def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """The sum of `group`'s committed offsets on `topic` (a partition without a commit counts 0)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        return sum(max(tp.offset, 0) for tp in c.committed([TopicPartition(topic, p) for p in range(partitions)],
+                                                           timeout=20))
+    finally:
+        c.close()
+
+
+def run_until(cfg, done) -> object:
+    """Run the pipeline on a thread until `done()` holds (or 300 s pass), then stop it as SIGTERM would; its stats.
+    Stopping on what the test needs, not after some idle time: a rebalance on a slow machine only makes it slower."""
+    stop, result = threading.Event(), {}
+
+    def work() -> None:
+        try:
+            result["stats"] = run_pipeline(cfg, install_signal_handlers=False, stop=stop)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            result["error"] = exc
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 300
+    while t.is_alive() and not done() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    t.join(120)
+    assert not t.is_alive(), "the pipeline did not stop within 120 s of being asked"
+    if "error" in result:
+        raise result["error"]
+    return result["stats"]
 
 
 def eos_config(bootstrap: str, topic: str, out: str, dlq: str, group: str, **delivery) -> dict:
@@ -73,20 +121,15 @@ def test_exactly_once_round_trip(broker: BrokerUnderTest, fresh_topic) -> None:
         values.insert(40 * i + 7, (None, b))
     produce(broker.bootstrap, src, values)
     cfg = config_from_dict(eos_config(broker.bootstrap, src, out, dlq, f"g-{uuid.uuid4().hex[:8]}"))
-    stats = run_pipeline(cfg, stop_after_idle_s=3, install_signal_handlers=False)
+    stats = run_until(cfg, lambda: committed_total(broker.bootstrap, cfg.source.group_id, src, 3) >= len(values))
     assert stats.commits >= 1
-    scored = Counter(json.loads(v)["doc_id"] for v in read_committed(broker.bootstrap, out, 2))
+    scored = Counter(json.loads(v)["doc_id"] for v in read_committed(broker.bootstrap, out, 2, at_least=len(ids)))
     assert scored == Counter(ids)  # each exactly once
-    letters = [json.loads(v) for v in read_committed(broker.bootstrap, dlq, 1)]
+    letters = [json.loads(v) for v in read_committed(broker.bootstrap, dlq, 1, at_least=len(bad))]
     assert sorted(x["reason"] for x in letters) == sorted(["invalid_json", "not_an_object", "empty_text",
                                                           "invalid_unicode"])
     # the offsets went with the transactions: the group resumes after everything
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": cfg.source.group_id})
-    try:
-        committed = c.committed([TopicPartition(src, p) for p in range(3)], timeout=20)
-    finally:
-        c.close()
-    assert sum(tp.offset for tp in committed) == len(values)
+    assert committed_total(broker.bootstrap, cfg.source.group_id, src, 3) == len(values)
 
 
 def test_transactions_on_the_broker(broker: BrokerUnderTest, fresh_topic, tmp_path: Path) -> None:
@@ -121,7 +164,8 @@ def test_transactions_on_the_broker(broker: BrokerUnderTest, fresh_topic, tmp_pa
     a.begin()
     a.producer.produce(out, b"left open by a dead worker")
     a.producer.flush(10)
-    assert read_committed(broker.bootstrap, out, 1, idle_s=1.5) == [b"committed"]  # the open one is not seen
+    # the open one is not seen
+    assert read_committed(broker.bootstrap, out, 1, to_end=False, idle_s=1.5) == [b"committed"]
     b = Transactions(conf, a.transactional_id, 30_000)  # the restarted worker: aborts a's open transaction
     b.begin()
     b.producer.produce(out, b"after restart")

@@ -87,6 +87,8 @@ class ConfluentSource:
         # kept from the rebalance callbacks: librdkafka's `Consumer.assignment()` blocks while another thread is
         # inside consume(), and commit() / assignment() are also called from rebalance handlers and other threads
         self._assigned: set[Partition] = set()
+        # the same for the group metadata the exactly-once writer thread needs: refreshed on the polling thread
+        self._group_meta: object | None = None
         self._closed = False
         self._trouble_since: float | None = None
         self._trouble_logged = 0.0
@@ -118,6 +120,7 @@ class ConfluentSource:
             self._refresh_pattern(timeout_s=1.0)
         try:
             messages = self._consumer.consume(self._cfg.max_poll_records, max(0.0, timeout_s))
+            self._group_meta = self._consumer.consumer_group_metadata()
         except KafkaException as exc:
             self._raise_handler_error()
             return self._on_error(exc.args[0] if exc.args else KafkaError(KafkaError._FAIL), timeout_s)
@@ -178,8 +181,14 @@ class ConfluentSource:
 
     def group_metadata(self) -> object:
         """The consumer's group metadata (group, generation, member) for `send_offsets_to_transaction`: a commit
-        made with it is refused once the group has moved on, which is what fences a replaced worker."""
-        return self._consumer.consumer_group_metadata()
+        made with it is refused once the group has moved on, which is what fences a replaced worker.
+
+        Called from the writer thread, so it returns the copy the polling thread took after its last `consume()`
+        (and in each assignment): confluent-kafka >= 2.13 lets one thread at a time into a Consumer, and one
+        blocked in consume() starved the writer's call until the poll loop stopped."""
+        if self._group_meta is None:  # before the first poll: no thread is inside the consumer yet
+            self._group_meta = self._consumer.consumer_group_metadata()
+        return self._group_meta
 
     def lag(self) -> dict[Partition, int]:
         """Messages not yet read, per assigned partition whose high watermark is known (after its first fetch)."""
@@ -238,6 +247,7 @@ class ConfluentSource:
 
     def _on_assign(self, _consumer: Consumer, tps: list[TopicPartition]) -> None:
         self._assigned |= {_key(tp) for tp in tps}
+        self._group_meta = self._consumer.consumer_group_metadata()  # the new generation, before the handler runs
         self._skip_next.clear()  # positions restart from the committed offsets
         self._call("assign", tps)
 
