@@ -289,32 +289,55 @@ class Message:
     obj: Any = None  # the value parsed as JSON (None if it is not JSON)
 
 
-class TopicReader(threading.Thread):
-    """Reads topics from their beginning with a plain consumer (no group) until stopped, in the background.
+class _Reader(threading.Thread):
+    """What the two readers share: the messages read so far by topic, progress times, a stop switch.
 
-    `isolation_level="read_committed"` for an exactly-once reader. `progress_at` is when a message last arrived;
-    `caught_up_at` when a poll last ended with every partition read up to its high watermark."""
+    `progress_at` is when a message last arrived, `caught_up_at` when a pass last ended with every partition read
+    up to its high watermark, `error` what stopped the thread (reported by the test)."""
 
-    def __init__(self, bootstrap: str, topics: Iterable[str], isolation_level: str = "read_uncommitted") -> None:
+    def __init__(self) -> None:
         super().__init__(daemon=True)
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                       auto_offset_reset="earliest", isolation_level=isolation_level,
-                                       fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20)
-        topics = list(topics)
-        deadline = time.monotonic() + 30
-        while not all(self._consumer.partitions_for_topic(t) for t in topics):  # metadata of new topics
-            assert time.monotonic() < deadline, f"no partitions known for {topics}"
-            time.sleep(0.1)
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(self._consumer.partitions_for_topic(t))]
-        self._consumer.assign(tps)
-        self._consumer.seek_to_beginning(*tps)
-        self._tps = tps
         self._lock = threading.Lock()
         self._messages: dict[str, list[Message]] = defaultdict(list)
         self._halt = threading.Event()
         self.progress_at = time.monotonic()
         self.caught_up_at = 0.0
         self.error: BaseException | None = None
+
+    @staticmethod
+    def _partitions(consumer: KafkaConsumer, topics: list[str]) -> list[TopicPartition]:
+        """Every partition of `topics`, once the consumer's metadata knows them (new topics take a moment)."""
+        deadline = time.monotonic() + 30
+        while not all(consumer.partitions_for_topic(t) for t in topics):
+            assert time.monotonic() < deadline, f"no partitions known for {topics}"
+            time.sleep(0.1)
+        return [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t))]
+
+    def messages(self, topic: str) -> list[Message]:
+        with self._lock:
+            return list(self._messages[topic])
+
+    def count(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._messages.values())
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(30)
+
+
+class TopicReader(_Reader):
+    """Reads topics from their beginning with a plain consumer (no group, read_uncommitted) until stopped, in the
+    background."""
+
+    def __init__(self, bootstrap: str, topics: Iterable[str]) -> None:
+        super().__init__()
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                       auto_offset_reset="earliest", fetch_max_bytes=64 << 20,
+                                       max_partition_fetch_bytes=16 << 20)
+        self._tps = self._partitions(self._consumer, list(topics))
+        self._consumer.assign(self._tps)
+        self._consumer.seek_to_beginning(*self._tps)
 
     def run(self) -> None:
         try:
@@ -336,20 +359,7 @@ class TopicReader(threading.Thread):
         finally:
             self._consumer.close()
 
-    def messages(self, topic: str) -> list[Message]:
-        with self._lock:
-            return list(self._messages[topic])
-
-    def count(self) -> int:
-        with self._lock:
-            return sum(len(v) for v in self._messages.values())
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(30)
-
-
-class LogReader(threading.Thread):
+class LogReader(_Reader):
     """What a read_committed consumer must see, worked out from the log itself, in the background.
 
     It fetches the raw record batches with isolation level read_uncommitted and applies the transaction markers
@@ -364,32 +374,22 @@ class LogReader(threading.Thread):
     ABORT, COMMIT = 0, 1  # the control record key's type
 
     def __init__(self, bootstrap: str, topics: Iterable[str]) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         from kafka.net.compat import KafkaNetClient
         from kafka.protocol.consumer import FetchRequest
 
         self._FetchRequest = FetchRequest
+        topics = list(topics)
         probe = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
         try:
-            topics = list(topics)
-            deadline = time.monotonic() + 30
-            while not all(probe.partitions_for_topic(t) for t in topics):
-                assert time.monotonic() < deadline, f"no partitions known for {topics}"
-                time.sleep(0.1)
-            self._tps = [TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t))]
+            self._tps = self._partitions(probe, topics)
         finally:
             probe.close()
         self._client = KafkaNetClient(bootstrap_servers=bootstrap, receive_message_max_bytes=80 << 20)
         self._client.cluster.set_topics(topics)
         self._position = {tp: 0 for tp in self._tps}
         self._pending: dict[tuple[TopicPartition, int], list[Message]] = defaultdict(list)  # (tp, producer id)
-        self._lock = threading.Lock()
-        self._messages: dict[str, list[Message]] = defaultdict(list)
-        self._halt = threading.Event()
         self.aborted = 0
-        self.progress_at = time.monotonic()
-        self.caught_up_at = 0.0
-        self.error: BaseException | None = None
 
     def _leader(self, tp: TopicPartition) -> int:
         deadline = time.monotonic() + 30
@@ -418,22 +418,19 @@ class LogReader(threading.Thread):
         seen = 0
         try:
             while not self._halt.is_set():
-                caught_up, got = True, []
+                caught_up = True
                 for tp in self._tps:
                     batches, high = self._fetch(tp)
                     with self._lock:
                         for batch in batches:
                             if batch.next_offset <= self._position[tp]:
                                 continue  # a batch the last fetch ended inside of, already read
-                            got += self._apply(tp, batch)
+                            self._messages[tp.topic] += self._apply(tp, batch)
                             self._position[tp] = batch.next_offset
                         caught_up &= self._position[tp] >= high
-                        for m in got:
-                            self._messages[m.topic].append(m)
-                    got = []
                 now = time.monotonic()
-                if self.count() != seen:
-                    seen, self.progress_at = self.count(), now
+                if (n := self.count()) != seen:
+                    seen, self.progress_at = n, now
                 if caught_up:
                     self.caught_up_at = now
                     time.sleep(0.05)
@@ -468,17 +465,9 @@ class LogReader(threading.Thread):
         with self._lock:
             return [m for (tp, _), ms in self._pending.items() if tp.topic == topic for m in ms]
 
-    def messages(self, topic: str) -> list[Message]:
-        with self._lock:
-            return list(self._messages[topic])
-
-    def count(self) -> int:
-        with self._lock:
-            return sum(len(v) for v in self._messages.values())
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(30)
+def coords(messages: Iterable[Message]) -> set[Coords]:
+    """The input coordinates that output rows or dead letters name (their `partition` and `offset` fields)."""
+    return {(m.obj.get("partition"), m.obj.get("offset")) for m in messages if isinstance(m.obj, dict)}
 
 
 def _parse(value: bytes | None) -> Any:
@@ -707,13 +696,8 @@ def run_torture(broker: BrokerUnderTest, tmp: Path, *, n_reviews: int = N_REVIEW
         TopicReader(broker.bootstrap, [out_topic, dlq_topic])
     reader.start()
 
-    def scored() -> set[Coords]:
-        return {(r.obj.get("partition"), r.obj.get("offset")) for r in reader.messages(out_topic)
-                if isinstance(r.obj, dict)}
-
     def accounted() -> set[Coords]:
-        return scored() | {(r.obj.get("partition"), r.obj.get("offset")) for r in reader.messages(dlq_topic)
-                           if isinstance(r.obj, dict)}
+        return coords(reader.messages(out_topic) + reader.messages(dlq_topic))
 
     group = f"torture-{tag}"
     config = worker_config(tmp / "worker.toml", broker.bootstrap, topic, group, out_topic, dlq_topic, extra_toml)
@@ -757,7 +741,7 @@ def run_torture(broker: BrokerUnderTest, tmp: Path, *, n_reviews: int = N_REVIEW
             output grows a transaction at a time, so the kill points are placed by what was written)."""
             rows = reader.messages(out_topic) + (reader.open_messages(out_topic) if exactly_once else [])
             n = len(rows) + len(reader.messages(dlq_topic))
-            return n, {(r.obj.get("partition"), r.obj.get("offset")) for r in rows if isinstance(r.obj, dict)}
+            return n, coords(rows)
 
         for share in kill_at:
             base = written()[0]  # a kill only once this worker has written something itself (mid-stream)
@@ -873,13 +857,10 @@ def test_two_workers_one_killed_and_restarted_exactly_once(broker: BrokerUnderTe
                            '[delivery]\nguarantee = "exactly-once"\n')
 
     def accounted() -> set[Coords]:
-        return {(m.obj.get("partition"), m.obj.get("offset")) for t in (out_topic, dlq_topic)
-                for m in reader.messages(t) if isinstance(m.obj, dict)}
+        return coords(reader.messages(out_topic) + reader.messages(dlq_topic))
 
     def written_share() -> float:
-        rows = reader.messages(out_topic) + reader.open_messages(out_topic)
-        return len({(r.obj.get("partition"), r.obj.get("offset")) for r in rows if isinstance(r.obj, dict)}
-                   & valid) / len(valid)
+        return len(coords(reader.messages(out_topic) + reader.open_messages(out_topic)) & valid) / len(valid)
 
     def wait(what: str, done: Callable[[], bool], workers: list[Worker]) -> None:
         start = time.monotonic()
